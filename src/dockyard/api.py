@@ -1,0 +1,226 @@
+"""The Python API: every CLI command is one call here, taking plain strings.
+
+    from dockyard import api
+    image = api.build(".", tags=["app:1"])
+    api.save(["app:1"], "app.tar")
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from .errors import DockyardError, ImageNotFound, StoreError
+from .reference import Reference
+from .store import Image, Store
+
+__all__ = ["build", "get_image", "history", "images", "import_image", "inspect", "load",
+           "normalize", "prune", "rmi", "save", "tag", "open_store"]
+
+
+def open_store(root: str | Path | None = None) -> Store:
+    return root if isinstance(root, Store) else Store(root)
+
+
+def normalize(name: str) -> str:
+    return str(Reference.parse(name))
+
+
+def familiar(name: str) -> str:
+    return Reference.parse(name).familiar
+
+
+def get_image(store: Store, name: str) -> Image:
+    canonical = None
+    try:
+        canonical = normalize(name)
+    except DockyardError:
+        pass
+    try:
+        return store.lookup(name, canonical)
+    except ImageNotFound:
+        raise ImageNotFound(f"no such image: {name}") from None
+
+
+def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: Iterable[str] = (),
+          build_args: dict[str, str] | None = None, target: str | None = None,
+          no_cache: bool = False, labels: dict[str, str] | None = None, progress=None,
+          network: str = "host", store: Store | str | None = None) -> Image:
+    from .build.builder import BuildOptions, Builder
+    from .build.progress import null_listener
+
+    st = open_store(store)
+    opts = BuildOptions(context=Path(context), dockerfile=Path(dockerfile) if dockerfile else None,
+                        tags=[normalize(t) for t in tags], build_args=dict(build_args or {}),
+                        target=target, no_cache=no_cache, labels=dict(labels or {}),
+                        network=network, progress=progress or null_listener)
+    return Builder(st).build(opts)
+
+
+def images(store: Store | str | None = None) -> list[Image]:
+    return open_store(store).images()
+
+
+def tag(source: str, target: str, store: Store | str | None = None) -> None:
+    st = open_store(store)
+    image = get_image(st, source)
+    st.tag(image.id, normalize(target))
+
+
+def rmi(names: Iterable[str], force: bool = False, store: Store | str | None = None) -> list[str]:
+    """Untag, and delete images left with no tag. Returns lines like Docker's."""
+    st = open_store(store)
+    out: list[str] = []
+    for name in names:
+        image = get_image(st, name)
+        canonical = None
+        try:
+            canonical = normalize(name)
+        except DockyardError:
+            pass
+        if canonical in image.tags and (len(image.tags) > 1 and not force):
+            st.untag(canonical)
+            out.append(f"Untagged: {familiar(canonical)}")
+            continue
+        if canonical not in image.tags and len(image.tags) > 1 and not force:
+            raise StoreError(f"conflict: unable to delete {name} (must be forced) - "
+                             "image is referenced in multiple repositories")
+        for t in image.tags:
+            out.append(f"Untagged: {familiar(t)}")
+        st.delete_image(image.id)
+        out.append(f"Deleted: {image.id}")
+    return out
+
+
+def prune(all_cache: bool = True, store: Store | str | None = None) -> tuple[int, int]:
+    st = open_store(store)
+    if all_cache:
+        st.cache_clear()
+    return st.gc()
+
+
+def _docker_config(cfg: dict) -> dict:
+    """The `Config` of docker inspect: Docker's container-config shape."""
+    c = cfg.get("config") or {}
+    return {
+        "Hostname": "", "Domainname": "", "User": c.get("User", ""),
+        "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+        **({"ExposedPorts": c["ExposedPorts"]} if c.get("ExposedPorts") else {}),
+        "Tty": False, "OpenStdin": False, "StdinOnce": False,
+        "Env": c.get("Env"), "Cmd": c.get("Cmd"),
+        **({"Healthcheck": c["Healthcheck"]} if c.get("Healthcheck") else {}),
+        **({"ArgsEscaped": True} if c.get("ArgsEscaped") else {}),
+        "Image": "", "Volumes": c.get("Volumes"), "WorkingDir": c.get("WorkingDir", ""),
+        "Entrypoint": c.get("Entrypoint"), "OnBuild": c.get("OnBuild"), "Labels": c.get("Labels"),
+        **({"StopSignal": c["StopSignal"]} if c.get("StopSignal") else {}),
+        **({"Shell": c["Shell"]} if c.get("Shell") else {}),
+    }
+
+
+def inspect(name: str, store: Store | str | None = None) -> dict:
+    st = open_store(store)
+    image = get_image(st, name)
+    cfg = image.config
+    return {
+        "Id": image.id,
+        "RepoTags": [familiar(t) for t in image.tags],
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": "",
+        "Created": cfg.get("created", ""),
+        "DockerVersion": "",
+        "Author": cfg.get("author", ""),
+        "Config": _docker_config(cfg),
+        "Architecture": cfg.get("architecture", ""),
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
+        "Os": cfg.get("os", ""),
+        "Size": image.size,
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+        "Metadata": {"LastTagTime": ""},
+        "Descriptor": {"mediaType": image.manifest.get("mediaType"), "digest": image.manifest_digest},
+    }
+
+
+def history(name: str, store: Store | str | None = None) -> list[dict]:
+    """Newest first, as `docker history` lists them."""
+    st = open_store(store)
+    image = get_image(st, name)
+    entries = image.config.get("history") or []
+    layers = list(image.manifest.get("layers", []))
+    rows = []
+    for h in entries:
+        size = 0
+        if not h.get("empty_layer") and layers:
+            size = layers.pop(0)["size"]
+        rows.append({"created": h.get("created", ""), "created_by": h.get("created_by", ""),
+                     "size": size, "comment": h.get("comment", "")})
+    return list(reversed(rows))
+
+
+def save(names: Iterable[str], out: str | Path | BinaryIO, *, format: str = "docker",
+         store: Store | str | None = None) -> None:
+    from .archive import docker as docker_archive, oci as oci_archive
+
+    st = open_store(store)
+    items = []
+    for name in names:
+        image = get_image(st, name)
+        tags = []
+        try:
+            canonical = normalize(name)
+            if canonical in image.tags:
+                tags = [canonical]
+        except DockyardError:
+            pass
+        items.append((image, tags))
+    writer = {"docker": docker_archive.save, "oci": oci_archive.save}.get(format)
+    if writer is None:
+        raise DockyardError(f"unknown format {format!r}: use docker or oci")
+    if isinstance(out, (str, Path)):
+        tmp = Path(str(out) + ".tmp")
+        with open(tmp, "wb") as f:
+            writer(st, items, f)
+        tmp.rename(out)
+    else:
+        writer(st, items, out)
+
+
+def load(source: str | Path | BinaryIO, store: Store | str | None = None):
+    from .archive import load as load_archive
+
+    st = open_store(store)
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            return load_archive(st, f)
+    return load_archive(st, source)
+
+
+def import_image(source: str | Path | BinaryIO, name: str | None = None, *, changes: Iterable[str] = (),
+                 message: str = "", store: Store | str | None = None) -> Image:
+    from .archive.importer import import_rootfs
+
+    st = open_store(store)
+    tag_name = normalize(name) if name else None
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            return import_rootfs(st, f, tag=tag_name, changes=list(changes), message=message)
+    return import_rootfs(st, source, tag=tag_name, changes=list(changes), message=message)
+
+
+def age(created: str) -> str:
+    """Docker's 'About an hour ago' style."""
+    try:
+        ts = _dt.datetime.fromisoformat(created.replace("Z", "+00:00")[:26] + "+00:00"
+                                        if created.endswith("Z") else created)
+    except (ValueError, AttributeError):
+        return ""
+    secs = time.time() - ts.timestamp()
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if secs >= size:
+            n = int(secs // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago" if secs >= 1 else "Less than a second ago"

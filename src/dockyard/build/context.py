@@ -1,0 +1,194 @@
+"""The build context: which files a COPY/ADD source names, and their hashes.
+
+A source's cache identity is its content plus tar-style metadata (type, mode,
+uid, gid, size, link target), never its mtime, so `touch` alone keeps the
+cache. Hashes are remembered by stat data so an unchanged file is read once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import BuildError
+
+WILDCARDS = set("*?[")
+
+
+def has_wildcard(pattern: str) -> bool:
+    return any(c in WILDCARDS for c in pattern)
+
+
+def _component_match(pattern: str, name: str) -> bool:
+    # Go's filepath.Match writes negated classes as [^...]; fnmatch wants [!...].
+    return fnmatch.fnmatchcase(name, pattern.replace("[^", "[!"))
+
+
+def clean_source(src: str) -> str:
+    """A source path relative to the context root, refusing escapes."""
+    parts: list[str] = []
+    for part in src.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise BuildError(f"forbidden path outside the build context: {src}")
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Match:
+    rel: str          # path relative to the source root ('' is the root itself)
+    path: Path        # where it is on this machine
+
+
+class SourceTree:
+    """A directory that COPY reads from: the context, or another stage's rootfs."""
+
+    def __init__(self, root: Path, ignore=None, is_context: bool = True):
+        self.root = Path(root)
+        self.ignore = ignore
+        self.is_context = is_context
+        self._hash_cache: dict[tuple, str] = {}
+
+    def ignored(self, rel: str) -> bool:
+        return bool(self.ignore is not None and rel and self.ignore.matches(rel))
+
+    def resolve(self, rel: str) -> Path | None:
+        """Follow symlinks of `rel` without leaving the root."""
+        current = self.root
+        parts = [p for p in rel.split("/") if p]
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                current = current.parent if current != self.root else self.root
+                continue
+            candidate = current / part
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                return None
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > 40:
+                    raise BuildError(f"too many levels of symbolic links: {rel}")
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    current = self.root
+                parts = [p for p in target.split("/") if p] + parts
+                continue
+            current = candidate
+        return current
+
+    def match(self, pattern: str) -> list[Match]:
+        """Paths named by a source pattern; wildcards are matched per component."""
+        rel = clean_source(pattern)
+        if not has_wildcard(rel):
+            if self.ignored(rel):
+                return []
+            path = self.resolve(rel)
+            return [Match(rel, path)] if path is not None and os.path.lexists(path) else []
+        found: list[Match] = []
+        parts = rel.split("/")
+
+        def walk(dir_rel: str, idx: int) -> None:
+            base = self.resolve(dir_rel) if dir_rel else self.root
+            if base is None or not base.is_dir():
+                return
+            pat = parts[idx]
+            try:
+                names = sorted(os.listdir(base))
+            except OSError:
+                return
+            for name in names:
+                if not _component_match(pat, name):
+                    continue
+                child = f"{dir_rel}/{name}" if dir_rel else name
+                if self.ignored(child):
+                    continue
+                if idx == len(parts) - 1:
+                    path = self.resolve(child)
+                    if path is not None:
+                        found.append(Match(child, path))
+                else:
+                    walk(child, idx + 1)
+
+        walk("", 0)
+        return found
+
+    def walk(self, match: Match):
+        """Yield (rel, path, lstat) for a match and, for a directory, everything in it."""
+        st = os.lstat(match.path)
+        yield match.rel, match.path, st
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        stack = [(match.rel, match.path)]
+        while stack:
+            rel, path = stack.pop()
+            try:
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+            except OSError as e:
+                raise BuildError(f"cannot read {path}: {e.strerror}") from None
+            subdirs = []
+            for entry in entries:
+                child_rel = f"{rel}/{entry.name}" if rel else entry.name
+                if self.ignored(child_rel):
+                    if entry.is_dir(follow_symlinks=False) and not self._may_reinclude(child_rel):
+                        continue
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                est = entry.stat(follow_symlinks=False)
+                if not self.ignored(child_rel):
+                    yield child_rel, Path(entry.path), est
+                if stat.S_ISDIR(est.st_mode):
+                    subdirs.append((child_rel, Path(entry.path)))
+            stack.extend(reversed(subdirs))
+
+    def _may_reinclude(self, rel: str) -> bool:
+        can_skip = getattr(self.ignore, "can_skip_dir", None)
+        if can_skip is None:
+            return bool(getattr(self.ignore, "exclusions", False))
+        return not can_skip(rel)
+
+    def file_digest(self, path: Path, st: os.stat_result) -> str:
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._hash_cache.get(key)
+        if cached:
+            return cached
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        digest = h.hexdigest()
+        self._hash_cache[key] = digest
+        return digest
+
+    def digest(self, match: Match) -> str:
+        """Content + metadata digest of a match (the whole subtree for a dir)."""
+        h = hashlib.sha256()
+        base = match.rel
+        for rel, path, st in self.walk(match):
+            name = rel[len(base):].lstrip("/") if base else rel
+            mode = st.st_mode
+            uid, gid = (0, 0) if self.is_context else (st.st_uid, st.st_gid)
+            h.update(f"{name}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode):o}\0{uid}:{gid}\0".encode())
+            if stat.S_ISREG(mode):
+                h.update(f"{st.st_size}\0{self.file_digest(path, st)}\0".encode())
+            elif stat.S_ISLNK(mode):
+                h.update(os.readlink(path).encode() + b"\0")
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                h.update(f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}\0".encode())
+            h.update(b"\n")
+        return "sha256:" + h.hexdigest()
+
+
+def basename(rel: str) -> str:
+    return PurePosixPath(rel).name

@@ -1,0 +1,264 @@
+"""COPY and ADD: put matched sources into a root filesystem.
+
+The destination is resolved inside the root: a symlink in the image that
+points to `/usr/lib` leads to `<root>/usr/lib`, never to the host's. Files are
+created with O_NOFOLLOW so a planted symlink cannot redirect a write.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ..errors import BuildError
+from .context import Match, SourceTree, basename
+
+_MAX_HOPS = 40
+
+
+class RootFS:
+    """Path operations confined to a root directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> Path:
+        """The host path for an absolute in-root path, following symlinks inside root."""
+        current = self.root
+        parts = [p for p in path.split("/") if p]
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                if current != self.root:
+                    current = current.parent
+                continue
+            candidate = current / part
+            if not parts and not follow_last:
+                return candidate
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                current = candidate
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > _MAX_HOPS:
+                    raise BuildError(f"too many levels of symbolic links: {path}")
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    current = self.root
+                parts = [p for p in target.split("/") if p] + parts
+                continue
+            current = candidate
+        return current
+
+    def mkdirs(self, path: str, *, uid: int = 0, gid: int = 0, mode: int = 0o755) -> Path:
+        """mkdir -p inside the root; new directories get uid/gid and mode."""
+        current = "/"
+        for part in [p for p in path.split("/") if p]:
+            current = str(PurePosixPath(current) / part)
+            host = self.resolve(current)
+            if not os.path.lexists(host):
+                os.mkdir(host, mode)
+                os.chmod(host, mode)
+                os.chown(host, uid, gid, follow_symlinks=False)
+            elif not host.is_dir():
+                raise BuildError(f"cannot create directory {current}: a file is in the way")
+        return self.resolve(path)
+
+
+@dataclass
+class CopyOptions:
+    chown: tuple[int, int] | None = None
+    chmod: int | None = None
+    keep_owner: bool = False      # --from copies keep their owners
+    unpack: bool = False          # ADD: local archives are extracted
+
+
+def dest_is_dir(dest: str) -> bool:
+    return dest.endswith("/") or dest in (".", "..") or dest.endswith("/.") or dest.endswith("/..")
+
+
+def absolute_dest(dest: str, workdir: str) -> str:
+    if dest.startswith("/"):
+        return dest
+    joined = str(PurePosixPath(workdir or "/") / dest)
+    if dest_is_dir(dest) and not joined.endswith("/"):
+        joined += "/"
+    return joined
+
+
+def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
+                 opts: CopyOptions, *, force_dir: bool = False) -> None:
+    fs = RootFS(root)
+    to_dir = force_dir or dest_is_dir(dest)
+    if not to_dir:
+        existing = fs.resolve(dest)
+        to_dir = existing.is_dir() and not existing.is_symlink()
+    parent_uid, parent_gid = opts.chown if opts.chown else (0, 0)
+    copier = _Copier(tree, opts)
+    for match in matches:
+        st = os.stat(match.path) if os.path.lexists(match.path) else None
+        if st is None:
+            raise BuildError(f"{match.rel or '/'}: not found")
+        if stat.S_ISDIR(st.st_mode):
+            target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+            copier.copy_dir_contents(match, target)
+            continue
+        if opts.unpack and _is_archive(match.path):
+            target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+            _unpack(match.path, target)
+            continue
+        if to_dir:
+            parent = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+            target = parent / basename(match.rel or match.path.name)
+        else:
+            parent_path = str(PurePosixPath(dest).parent)
+            parent = fs.mkdirs(parent_path, uid=parent_uid, gid=parent_gid)
+            target = parent / PurePosixPath(dest).name
+        copier.copy_file(match.path, os.stat(match.path), target)
+
+
+class _Copier:
+    def __init__(self, tree: SourceTree, opts: CopyOptions):
+        self.tree = tree
+        self.opts = opts
+        self.links: dict[tuple[int, int], Path] = {}
+
+    def _owner(self, st: os.stat_result) -> tuple[int, int]:
+        if self.opts.chown is not None:
+            return self.opts.chown
+        if self.opts.keep_owner:
+            return st.st_uid, st.st_gid
+        return 0, 0
+
+    def _mode(self, st: os.stat_result) -> int:
+        if self.opts.chmod is not None:
+            return self.opts.chmod
+        return stat.S_IMODE(st.st_mode)
+
+    def _finish(self, target: Path, st: os.stat_result, *, is_link: bool = False) -> None:
+        uid, gid = self._owner(st)
+        os.chown(target, uid, gid, follow_symlinks=False)
+        if not is_link:
+            os.chmod(target, self._mode(st))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    def _clear(self, target: Path, want_dir: bool) -> None:
+        if not os.path.lexists(target):
+            return
+        if target.is_dir() and not target.is_symlink():
+            if not want_dir:
+                raise BuildError(f"cannot replace directory {target.name} with a file")
+            return
+        os.unlink(target)
+
+    def copy_file(self, src: Path, st: os.stat_result, target: Path) -> None:
+        mode = st.st_mode
+        self._clear(target, stat.S_ISDIR(mode))
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.links:
+                os.link(self.links[key], target)
+                return
+            fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                with open(src, "rb") as fin:
+                    _copy_fd(fin.fileno(), fd_out, st.st_size)
+            finally:
+                os.close(fd_out)
+            if st.st_nlink > 1:
+                self.links[key] = target
+            self._finish(target, st)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(src), target)
+            self._finish(target, st, is_link=True)
+        elif stat.S_ISDIR(mode):
+            if not target.exists():
+                os.mkdir(target, 0o700)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(target, mode, st.st_rdev)
+            self._finish(target, st)
+
+    def copy_dir_contents(self, match: Match, target: Path) -> None:
+        base = match.rel
+        dirs: list[tuple[Path, os.stat_result]] = []
+        first = True
+        for rel, path, st in self.tree.walk(match):
+            if first:
+                first = False
+                dirs.append((target, os.stat(match.path)))
+                continue
+            name = rel[len(base):].lstrip("/") if base else rel
+            dest = target / name
+            if stat.S_ISDIR(st.st_mode):
+                if os.path.lexists(dest) and not dest.is_dir():
+                    os.unlink(dest)
+                if not os.path.lexists(dest):
+                    os.mkdir(dest, 0o700)
+                dirs.append((dest, st))
+            else:
+                self.copy_file(path, st, dest)
+        # Directory metadata last, deepest first, so file writes don't bump mtimes.
+        for dest, st in reversed(dirs):
+            self._finish(dest, st)
+
+
+def _copy_fd(fd_in: int, fd_out: int, size: int) -> None:
+    remaining = size
+    try:
+        while remaining > 0:
+            n = os.copy_file_range(fd_in, fd_out, min(remaining, 1 << 30))
+            if n == 0:
+                break
+            remaining -= n
+        if remaining <= 0:
+            return
+    except OSError:
+        os.lseek(fd_in, 0, os.SEEK_SET)
+        os.lseek(fd_out, 0, os.SEEK_SET)
+        os.ftruncate(fd_out, 0)
+    while chunk := os.read(fd_in, 1 << 20):
+        os.write(fd_out, chunk)
+
+
+_MAGIC = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open)]
+
+
+def _is_archive(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    for magic, opener in _MAGIC:
+        if head.startswith(magic):
+            try:
+                with opener(path, "rb") as inner:
+                    head = inner.read(512)
+            except (OSError, EOFError, lzma.LZMAError):
+                return False
+            break
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+def _open_archive(path: Path) -> BinaryIO:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for magic, opener in _MAGIC:
+        if head.startswith(magic):
+            return opener(path, "rb")
+    return open(path, "rb")
+
+
+def _unpack(path: Path, target: Path) -> None:
+    from ..layer import apply_layer
+
+    with _open_archive(path) as stream:
+        apply_layer(stream, target)

@@ -1,0 +1,265 @@
+"""The `dockyard` command: flag parsing and printing over dockyard.api."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import DockyardError
+
+
+def _store(ctx: click.Context):
+    from ..store import Store
+
+    obj = ctx.ensure_object(dict)
+    if "store" not in obj:
+        obj["store"] = Store(obj.get("root"))
+    return obj["store"]
+
+
+def _kv(values, flag: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise click.BadParameter(f"invalid value {item!r}: expected KEY=VALUE", param_hint=flag)
+        if not sep:
+            env = os.environ.get(key)
+            if env is None:
+                continue
+            value = env
+        out[key] = value
+    return out
+
+
+class Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DockyardError as e:
+            click.echo(f"dockyard: error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("dockyard: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dockyard")
+@click.option("--root", envvar="DOCKYARD_ROOT", help="Store directory (default /var/lib/dockyard).")
+@click.pass_context
+def cli(ctx, root):
+    """Build, run and ship container images without a daemon."""
+    ctx.ensure_object(dict)["root"] = root
+
+
+@cli.command()
+@click.argument("path")
+@click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
+@click.option("-f", "--file", "dockerfile", help="Path of the Dockerfile (default PATH/Dockerfile).")
+@click.option("--build-arg", "build_args", multiple=True, help="Set a build-time variable.")
+@click.option("--target", help="Build this stage and stop.")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--label", "labels", multiple=True, help="Set metadata on the image.")
+@click.option("--progress", type=click.Choice(["auto", "plain", "tty", "quiet"]), default="auto")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--iidfile", help="Write the image id to this file.")
+@click.option("--network", type=click.Choice(["default", "host", "none"]), default="default",
+              help="Network for RUN instructions.")
+@click.pass_context
+def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
+          network):
+    """Build an image from a Dockerfile."""
+    from .. import api
+    from ..build.progress import PlainPrinter, TtyPrinter, null_listener
+
+    if quiet:
+        progress = "quiet"
+    if progress == "auto":
+        progress = "tty" if sys.stderr.isatty() else "plain"
+    printer = {"plain": PlainPrinter, "tty": TtyPrinter}.get(progress)
+    listener = printer() if printer else null_listener
+    image = api.build(path, dockerfile=dockerfile, tags=tags, build_args=_kv(build_args, "--build-arg"),
+                      target=target, no_cache=no_cache, labels=_kv(labels, "--label"),
+                      progress=listener, network="host" if network == "default" else network,
+                      store=_store(ctx))
+    if iidfile:
+        with open(iidfile, "w") as f:
+            f.write(image.id)
+    if quiet:
+        click.echo(image.id)
+    else:
+        click.echo(f"writing image {image.id} done", err=True)
+        for t in image.tags:
+            if t in [api.normalize(x) for x in tags]:
+                click.echo(f"naming to {t} done", err=True)
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="Only show image ids.")
+@click.pass_context
+def images(ctx, quiet):
+    """List images."""
+    from .. import api
+
+    rows = []
+    for image in api.images(_store(ctx)):
+        short = image.id[7:19]
+        if quiet:
+            rows.append(short)
+            continue
+        names = image.tags or ["<none>:<none>"]
+        for name in names:
+            repo, tag = _split_tag(api.familiar(name) if name != "<none>:<none>" else name)
+            rows.append((repo, tag, short, api.age(image.config.get("created", "")), _size(image.size)))
+    if quiet:
+        click.echo("\n".join(dict.fromkeys(rows)))
+        return
+    header = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    for r in [header, *rows]:
+        click.echo("   ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _split_tag(name: str) -> tuple[str, str]:
+    if "@" in name:
+        return name.split("@", 1)[0], "<none>"
+    repo, _, tag = name.rpartition(":")
+    if "/" in tag or not repo:
+        return name, "<none>"
+    return repo, tag
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000
+    return str(n)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+def tag(ctx, source, target):
+    """Create a tag TARGET that refers to SOURCE."""
+    from .. import api
+
+    api.tag(source, target, store=_store(ctx))
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True)
+@click.pass_context
+def rmi(ctx, names, force):
+    """Remove images."""
+    from .. import api
+
+    for line in api.rmi(names, force=force, store=_store(ctx)):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", help="Not supported yet; output is JSON.")
+@click.pass_context
+def inspect(ctx, names, fmt):
+    """Show low-level information on images as JSON."""
+    from .. import api
+
+    click.echo(json.dumps([api.inspect(n, store=_store(ctx)) for n in names], indent=4))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--no-trunc", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_context
+def history(ctx, name, no_trunc, quiet):
+    """Show the history of an image."""
+    from .. import api
+
+    rows = api.history(name, store=_store(ctx))
+    if quiet:
+        return
+    click.echo(f"{'CREATED':<24}  {'CREATED BY':<60}  {'SIZE':>8}  COMMENT")
+    for r in rows:
+        by = r["created_by"]
+        if not no_trunc and len(by) > 60:
+            by = by[:57] + "..."
+        click.echo(f"{api.age(r['created']):<24}  {by:<60}  {_size(r['size']):>8}  {r['comment']}")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Write to this file.")
+@click.option("--format", "fmt", type=click.Choice(["docker", "oci"]), default="docker")
+@click.pass_context
+def save(ctx, names, output, fmt):
+    """Save images to a tar archive (docker load or OCI layout)."""
+    from .. import api
+
+    api.save(names, output, format=fmt, store=_store(ctx))
+
+
+@cli.command()
+@click.option("-i", "--input", "source", help="Read from this file instead of stdin.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_context
+def load(ctx, source, quiet):
+    """Load images from a docker-archive or OCI layout tar."""
+    from .. import api
+
+    results = api.load(source or sys.stdin.buffer, store=_store(ctx))
+    for image_id, tags in results:
+        if tags:
+            for t in tags:
+                click.echo(f"Loaded image: {api.familiar(t)}")
+        else:
+            click.echo(f"Loaded image ID: {image_id}")
+
+
+@cli.command(name="import")
+@click.argument("file")
+@click.argument("name", required=False)
+@click.option("-c", "--change", "changes", multiple=True, help="Apply a Dockerfile instruction.")
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.pass_context
+def import_(ctx, file, name, changes, message):
+    """Create an image from a root filesystem tarball."""
+    from .. import api
+
+    source = sys.stdin.buffer if file == "-" else file
+    image = api.import_image(source, name, changes=changes, message=message, store=_store(ctx))
+    click.echo(image.id)
+
+
+@cli.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Also drop the whole build cache.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask.")
+@click.pass_context
+def prune(ctx, all_, force):
+    """Remove unused blobs, snapshots and (with -a) the build cache."""
+    from .. import api
+
+    count, freed = api.prune(all_cache=all_, store=_store(ctx))
+    click.echo(f"Deleted {count} blobs; total reclaimed space: {_size(freed)}")
+
+
+from .run import run  # noqa: E402
+
+cli.add_command(run)
+
+
+def main() -> None:
+    cli(prog_name="dockyard")
+
+
+if __name__ == "__main__":
+    main()
