@@ -56,7 +56,7 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
     opts = BuildOptions(context=Path(context), dockerfile=Path(dockerfile) if dockerfile else None,
                         tags=[normalize(t) for t in tags], build_args=dict(build_args or {}),
                         target=target, no_cache=no_cache, labels=dict(labels or {}),
-                        network=network, progress=progress or null_listener)
+                        network=network, progress=null_listener if progress is None else progress)
     return Builder(st).build(opts)
 
 

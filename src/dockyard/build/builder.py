@@ -248,13 +248,13 @@ class Builder:
             raise self._error(cmd, f"{type(cmd).__name__} is not supported")
         try:
             handler(self, stage, state, cmd, title)
-        except BuildError:
-            raise
         except DockerfileError as e:
             if e.line is None:
                 raise self._error(cmd, e.message) from None
             raise
         except DockyardError as e:
+            if getattr(e, "located", False):
+                raise
             raise self._error(cmd, str(e)) from None
 
     def _error(self, node, message: str) -> BuildError:
@@ -262,8 +262,10 @@ class Builder:
         line = loc[0] if isinstance(loc, tuple) else getattr(loc, "start_line", None) or getattr(loc, "start", None)
         original = getattr(node, "original", "") or ""
         where = f"{self.display}:{line}" if line else self.display
-        what = f" {original.strip()}:" if original else ""
-        return BuildError(f"{where}:{what} {message}")
+        what = f" {_show(node)}:" if original else ""
+        err = BuildError(f"{where}:{what} {message}")
+        err.located = True
+        return err
 
     def _expand_with(self, word: str, env: dict[str, str]) -> str:
         return self.lexer.process_word(word, env)
