@@ -178,7 +178,7 @@ def do_onbuild(b, stage, state, cmd, title):
     triggers = list(state.config.get("OnBuild") or [])
     triggers.append(cmd.expression)
     state.config["OnBuild"] = triggers
-    b._history(state, "ONBUILD " + cmd.expression, True)
+    # BuildKit records no history entry for ONBUILD.
     b._meta_step(title)
 
 
