@@ -100,7 +100,7 @@ def test_cache_hits_touch_and_explains_misses(store, base_image, tmp_path):
     first, ev1 = build(store, ctx)
     assert len(ev1.kinds("cached")) == 0
     second, ev2 = build(store, ctx)
-    assert second.id == first.id or second.diff_ids == first.diff_ids
+    assert second.id == first.id          # a no-op rebuild gives the same image id
     assert len(ev2.kinds("cached")) == 2
     os.utime(ctx / "a.txt", (1, 1))           # touch alone keeps the cache
     _, ev3 = build(store, ctx)

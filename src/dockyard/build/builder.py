@@ -274,8 +274,10 @@ class Builder:
         env = state.expansion_env()
         return lambda word: self.lexer.process_word(word, env)
 
-    def _history(self, state: StageState, created_by: str, empty: bool) -> None:
-        entry = {"created": cfgmod.now(), "created_by": created_by, "comment": cfgmod.HISTORY_COMMENT}
+    def _history(self, state: StageState, created_by: str, empty: bool, created: str | None = None) -> None:
+        # Metadata entries get their time when the image is committed (see
+        # _fill_times), so a fully cached rebuild gives the same image id.
+        entry = {"created": created, "created_by": created_by, "comment": cfgmod.HISTORY_COMMENT}
         if empty:
             entry["empty_layer"] = True
         state.image.setdefault("history", []).append(entry)
@@ -310,7 +312,7 @@ class Builder:
             hit = self.store.cache_get(key)
             if hit and self.store.blobs.has(hit["diff_id"]):
                 state.diff_ids.append(hit["diff_id"])
-                self._history(state, created_by, False)
+                self._history(state, created_by, False, hit.get("created") or cfgmod.now())
                 self.emit(Event("cached", step))
                 return
             previous = self.store.cache_previous(slot)
@@ -332,9 +334,10 @@ class Builder:
             if isinstance(e, DockyardError):
                 self.emit(Event("error", step, str(e)))
             raise
-        self.store.cache_put(key, {"diff_id": diff_id, "blobs": [diff_id]}, slot, inputs)
+        created = cfgmod.now()
+        self.store.cache_put(key, {"diff_id": diff_id, "blobs": [diff_id], "created": created}, slot, inputs)
         state.diff_ids.append(diff_id)
-        self._history(state, created_by, False)
+        self._history(state, created_by, False, created)
         self._done(step, started)
 
     def _write_diff(self, upper: Path) -> str:
@@ -350,7 +353,7 @@ class Builder:
             labels = dict(image["config"].get("Labels") or {})
             labels.update(self.opts.labels)
             image["config"]["Labels"] = labels
-        image["created"] = cfgmod.now()
+        image["created"] = _fill_times(image.get("history", []), image.get("created"))
         image["rootfs"] = {"type": "layers", "diff_ids": list(state.diff_ids)}
         for key in ("id", "parent", "container", "container_config", "docker_version"):
             image.pop(key, None)
@@ -387,6 +390,27 @@ def _explain(previous: dict, current: dict) -> str:
         else:
             reasons.append(f"{key} changed: {_short(a)} -> {_short(b)}")
     return "; ".join(reasons) if reasons else "no previous result for this step"
+
+
+def _fill_times(history: list[dict], base_created: str | None) -> str:
+    """Give each new metadata entry the time of the next layer (or the last
+    one), as BuildKit does; returns the image's creation time."""
+    last = None
+    for h in history:
+        if h.get("created") and not h.get("empty_layer") and h.get("comment") == cfgmod.HISTORY_COMMENT:
+            last = h["created"]
+    pending: list[dict] = []
+    for h in history:
+        if h.get("created") is None:
+            pending.append(h)
+        elif pending and not h.get("empty_layer"):
+            for p in pending:
+                p["created"] = h["created"]
+            pending = []
+    fallback = last or base_created or cfgmod.now()
+    for p in pending:
+        p["created"] = fallback
+    return fallback
 
 
 def _short(value) -> str:
