@@ -112,11 +112,12 @@ class Store:
         by default they are taken from the config's diff ids.
         """
         config = json.loads(config_bytes)
-        if layers is None:
-            layers = [(d, self.blobs.size(d)) for d in config["rootfs"]["diff_ids"]]
-        for digest, _ in layers:
+        digests = [d for d, _ in layers] if layers is not None else config["rootfs"]["diff_ids"]
+        for digest in digests:
             if not self.blobs.has(digest):
                 raise StoreError(f"layer {digest} is missing from the store")
+        if layers is None:
+            layers = [(d, self.blobs.size(d)) for d in digests]
         config_digest = self.blobs.put_bytes(config_bytes)
         manifest: dict = {
             "schemaVersion": 2,
