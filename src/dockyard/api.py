@@ -48,7 +48,9 @@ def get_image(store: Store, name: str) -> Image:
 def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: Iterable[str] = (),
           build_args: dict[str, str] | None = None, target: str | None = None,
           no_cache: bool = False, labels: dict[str, str] | None = None, progress=None,
-          network: str = "host", store: Store | str | None = None) -> Image:
+          network: str = "host", secrets: dict[str, dict[str, str]] | None = None,
+          ssh: dict[str, str] | None = None, allow: Iterable[str] = (),
+          store: Store | str | None = None) -> Image:
     from .build.builder import BuildOptions, Builder
     from .build.progress import null_listener
 
@@ -56,7 +58,8 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
     opts = BuildOptions(context=Path(context), dockerfile=Path(dockerfile) if dockerfile else None,
                         tags=[normalize(t) for t in tags], build_args=dict(build_args or {}),
                         target=target, no_cache=no_cache, labels=dict(labels or {}),
-                        network=network, progress=null_listener if progress is None else progress)
+                        network=network, progress=null_listener if progress is None else progress,
+                        secrets=dict(secrets or {}), ssh=dict(ssh or {}), allow=set(allow))
     return Builder(st).build(opts)
 
 

@@ -44,6 +44,9 @@ class BuildOptions:
     network: str = "host"
     progress: Listener = null_listener
     resolve_image: object = None   # callable(name) -> Image; defaults to a store lookup
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"src": path} | {"env": name}
+    ssh: dict[str, str] = field(default_factory=dict)                 # id -> agent socket path
+    allow: set[str] = field(default_factory=set)                      # entitlements, e.g. security.insecure
 
 
 @dataclass

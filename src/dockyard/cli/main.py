@@ -36,6 +36,42 @@ def _kv(values, flag: str) -> dict[str, str]:
     return out
 
 
+def _secrets(values) -> dict[str, dict[str, str]]:
+    """--secret id=NAME,src=FILE | id=NAME,env=VAR (type=file|env optional)."""
+    out: dict[str, dict[str, str]] = {}
+    for value in values:
+        fields = dict(part.partition("=")[::2] for part in value.split(",") if part)
+        sid = fields.get("id")
+        if not sid:
+            raise click.BadParameter(f"{value!r}: missing id=", param_hint="--secret")
+        src = fields.get("src") or fields.get("source")
+        env = fields.get("env")
+        if fields.get("type") == "env" and not env:
+            env = src or sid
+            src = None
+        if src:
+            out[sid] = {"src": src}
+        elif env:
+            out[sid] = {"env": env}
+        elif os.environ.get(sid) is not None:
+            out[sid] = {"env": sid}
+        else:
+            raise click.BadParameter(f"{value!r}: give src=FILE or env=VAR", param_hint="--secret")
+    return out
+
+
+def _ssh(values) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        sid, _, sock = value.partition("=")
+        sock = sock or os.environ.get("SSH_AUTH_SOCK", "")
+        if not sock:
+            raise click.BadParameter(f"{value!r}: no socket given and SSH_AUTH_SOCK is not set",
+                                     param_hint="--ssh")
+        out[sid or "default"] = sock
+    return out
+
+
 class Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -70,9 +106,12 @@ def cli(ctx, root):
 @click.option("--iidfile", help="Write the image id to this file.")
 @click.option("--network", type=click.Choice(["default", "host", "none"]), default="default",
               help="Network for RUN instructions.")
+@click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=NAME,src=FILE|env=VAR.")
+@click.option("--ssh", "ssh", multiple=True, help="SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET].")
+@click.option("--allow", "allow", multiple=True, help="Allow an entitlement, e.g. security.insecure.")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
-          network):
+          network, secrets, ssh, allow):
     """Build an image from a Dockerfile."""
     from .. import api
     from ..build.progress import PlainPrinter, TtyPrinter, null_listener
@@ -86,7 +125,7 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
     image = api.build(path, dockerfile=dockerfile, tags=tags, build_args=_kv(build_args, "--build-arg"),
                       target=target, no_cache=no_cache, labels=_kv(labels, "--label"),
                       progress=listener, network="host" if network == "default" else network,
-                      store=_store(ctx))
+                      secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, store=_store(ctx))
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)

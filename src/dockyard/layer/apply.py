@@ -98,14 +98,15 @@ class _Applier:
         if base.startswith(WHITEOUT_PREFIX):
             self.whiteout(parts)
             return
+        if not (m.islnk() or m.isdir() or m.isreg() or m.issym() or m.type in _DEVICE_TYPES):
+            raise LayerError(f"entry {m.name!r} has unsupported tar type {m.type!r}")
         found = self.root.directory(parts[:-1], create=True)
         assert found is not None
         pfd, rparent = found
         path = rparent + (base,)
-        where = "/".join(path)
         try:
             if m.islnk():
-                self.hardlink(m, pfd, base, where)
+                self.hardlink(m, pfd, base)
             else:
                 self.replace_existing(m, pfd, base)
                 if m.isdir():
@@ -114,12 +115,10 @@ class _Applier:
                     self.regular(tar, m, pfd, base)
                 elif m.issym():
                     self.symlink(m, pfd, base)
-                elif m.type in _DEVICE_TYPES:
-                    self.device(m, pfd, base)
                 else:
-                    raise LayerError(f"entry {m.name!r} has unsupported tar type {m.type!r}")
+                    self.device(m, pfd, base)
         except OSError as exc:
-            raise LayerError(f"cannot create {where}: {exc.strerror}") from None
+            raise LayerError(f"cannot create {'/'.join(path)}: {exc.strerror}") from None
         self.written.add(path)
 
     # -- whiteouts ---------------------------------------------------------
@@ -199,7 +198,7 @@ class _Applier:
             return
         self.remove(pfd, base, st)
 
-    def hardlink(self, m: tarfile.TarInfo, pfd: int, base: str, where: str) -> None:
+    def hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         # The target is resolved as if the root were '/': '..' stops at the root.
         lparts, _ = clean(m.linkname)
         if not lparts:
@@ -306,7 +305,7 @@ class _Applier:
             if not key.startswith(XATTR_PREFIX):
                 continue
             name = key[len(XATTR_PREFIX):]
-            if name.startswith("trusted.overlay."):
+            if name.startswith(("trusted.overlay.", "user.overlay.")):
                 continue  # overlayfs metadata must never come from an image
             data = value.encode("utf-8", "surrogateescape")
             try:
@@ -339,7 +338,7 @@ class _Applier:
 
 
 def _mtime_ns(m: tarfile.TarInfo) -> int:
-    return int(round(float(m.mtime) * 1e9)) if isinstance(m.mtime, float) else int(m.mtime) * 10**9
+    return round(float(m.mtime) * 1e9) if isinstance(m.mtime, float) else int(m.mtime) * 10**9
 
 
 def _atime_ns(m: tarfile.TarInfo, default: int) -> int:
@@ -347,6 +346,6 @@ def _atime_ns(m: tarfile.TarInfo, default: int) -> int:
     if raw is None:
         return default
     try:
-        return int(round(float(raw) * 1e9))
+        return round(float(raw) * 1e9)
     except ValueError:
         return default

@@ -14,7 +14,7 @@ from dockyard.errors import LayerError
 try:  # optional: zstd layers (application/vnd.oci.image.layer.v1.tar+zstd)
     import zstandard
 except ImportError:  # pragma: no cover - depends on the environment
-    zstandard = None
+    zstandard = None  # type: ignore[assignment]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -82,7 +82,7 @@ def open_layer(path_or_stream: str | os.PathLike | BinaryIO) -> BinaryIO:
     owned: list = []
     if isinstance(path_or_stream, (str, os.PathLike)):
         try:
-            stream: BinaryIO = open(path_or_stream, "rb")
+            stream: BinaryIO = open(path_or_stream, "rb")  # noqa: SIM115 - the result owns it
         except OSError as exc:
             raise LayerError(f"cannot open layer {os.fspath(path_or_stream)}: {exc.strerror}") from None
         owned.append(stream)
@@ -98,11 +98,11 @@ def open_layer(path_or_stream: str | os.PathLike | BinaryIO) -> BinaryIO:
     elif kind == "bzip2":
         inner = bz2.BZ2File(raw, "rb")  # type: ignore[assignment]
     elif kind == "xz":
-        inner = lzma.LZMAFile(raw, "rb")  # type: ignore[assignment]
+        inner = lzma.LZMAFile(raw, "rb")  # type: ignore[assignment,arg-type]  # noqa: SIM115
     else:
         if zstandard is None:
             for obj in owned:
                 obj.close()
             raise LayerError("layer is zstd-compressed but the zstandard module is not installed")
-        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_size=_BUFSIZE)
+        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_size=_BUFSIZE)  # type: ignore[arg-type]
     return io.BufferedReader(_Prefixed(b"", inner, owned + [inner]), _BUFSIZE)  # type: ignore[return-value]

@@ -15,6 +15,7 @@ import errno
 import os
 import stat
 from collections import OrderedDict
+from typing import Self
 
 from dockyard.errors import LayerError
 
@@ -61,7 +62,7 @@ class Root:
         self.collect()
         os.close(self.fd)
 
-    def __enter__(self) -> Root:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

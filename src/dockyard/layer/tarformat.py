@@ -80,13 +80,13 @@ def header(name: bytes, *, mode: int, uid: int = 0, gid: int = 0, size: int = 0,
         pax[b"path"] = name
     if len(linkname) > 100 or not linkname.isascii():
         pax[b"linkpath"] = linkname
-    numbers = {}
+    numbers: dict[bytes, bytes] = {}
     for key, value, width in ((b"uid", uid, 8), (b"gid", gid, 8), (b"size", size, 12),
                               (b"mtime", mtime, 12)):
         field = _octal(value, width)
         if field is None:
             pax[key] = b"%d" % value
-            field = _octal(0, width)
+            field = b"0" * (width - 1) + b"\0"
         numbers[key] = field
     major, minor = _octal(devmajor, 8), _octal(devminor, 8)
     if major is None or minor is None:
@@ -103,7 +103,7 @@ def header(name: bytes, *, mode: int, uid: int = 0, gid: int = 0, size: int = 0,
     stripped = name.rstrip(b"/")
     head, _, base = stripped.rpartition(b"/")
     pax_name = (head + b"/" if head else b"") + b"PaxHeaders.0/" + base
-    zero8 = _octal(0, 8)
-    ext = _block(_ascii(pax_name, 100), 0o644, zero8, zero8, _octal(len(records), 12),  # type: ignore[arg-type]
-                 _octal(0, 12), XHDTYPE, b"", zero8, zero8)  # type: ignore[arg-type]
+    zero8, zero12 = b"0000000\0", b"00000000000\0"
+    ext = _block(_ascii(pax_name, 100), 0o644, zero8, zero8, b"%011o\0" % len(records),
+                 zero12, XHDTYPE, b"", zero8, zero8)
     return ext + records + padding(len(records)) + main

@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from dockyard.errors import LayerError
 from dockyard.layer import tarformat as tf
@@ -172,36 +174,37 @@ class _TarWriter:
         mtime = st.st_mtime_ns // 10**9
         if self.sde is not None and mtime > self.sde:
             mtime = self.sde
-        fields = dict(mode=mode & 0o7777, uid=st.st_uid, gid=st.st_gid, mtime=mtime, xattrs=xattrs)
+        hdr = partial(tf.header, mode=mode & 0o7777, uid=st.st_uid, gid=st.st_gid, mtime=mtime,
+                      xattrs=xattrs)
         if stat.S_ISDIR(mode):
-            self._emit(tf.header(name + b"/", typeflag=tf.DIRTYPE, **fields))  # type: ignore[arg-type]
+            self._emit(hdr(name + b"/", typeflag=tf.DIRTYPE))
             return
         if st.st_nlink > 1:
             first = self.links.setdefault((st.st_dev, st.st_ino), name)
             if first != name:
-                self._emit(tf.header(name, typeflag=tf.LNKTYPE, linkname=first, **fields))  # type: ignore[arg-type]
+                self._emit(hdr(name, typeflag=tf.LNKTYPE, linkname=first))
                 return
         if stat.S_ISREG(mode):
-            self._regular(name, path, st, fields)
+            self._regular(name, path, st, hdr)
         elif stat.S_ISLNK(mode):
-            self._emit(tf.header(name, typeflag=tf.SYMTYPE, linkname=os.readlink(path), **fields))  # type: ignore[arg-type]
+            self._emit(hdr(name, typeflag=tf.SYMTYPE, linkname=os.readlink(path)))
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             kind = tf.CHRTYPE if stat.S_ISCHR(mode) else tf.BLKTYPE
-            self._emit(tf.header(name, typeflag=kind, devmajor=os.major(st.st_rdev),  # type: ignore[arg-type]
-                                 devminor=os.minor(st.st_rdev), **fields))
+            self._emit(hdr(name, typeflag=kind, devmajor=os.major(st.st_rdev),
+                           devminor=os.minor(st.st_rdev)))
         elif stat.S_ISFIFO(mode):
-            self._emit(tf.header(name, typeflag=tf.FIFOTYPE, **fields))  # type: ignore[arg-type]
+            self._emit(hdr(name, typeflag=tf.FIFOTYPE))
         else:
             raise LayerError(f"{os.fsdecode(path)}: unsupported file type {oct(stat.S_IFMT(mode))}")
 
-    def _regular(self, name: bytes, path: bytes, st: os.stat_result, fields: dict) -> None:
+    def _regular(self, name: bytes, path: bytes, st: os.stat_result, hdr: partial[bytes]) -> None:
         size = st.st_size
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 raise LayerError(f"{os.fsdecode(path)} was replaced while archiving")
-            self._emit(tf.header(name, typeflag=tf.REGTYPE, size=size, **fields))
+            self._emit(hdr(name, typeflag=tf.REGTYPE, size=size))
             if size <= _INLINE:  # small files go through the header buffer
                 data = os.read(fd, size)
                 while len(data) < size:

@@ -1,0 +1,408 @@
+"""The distribution API of one registry: manifests and blobs, verified.
+
+``Registry`` is one host: it finds the scheme with a ``/v2/`` ping, runs the
+auth flow around every request and owns the transport. ``Repository`` is
+one name on it and offers the verbs: manifest GET/HEAD/PUT, blob
+HEAD/GET/mount/upload. Everything fetched is checked against its digest
+before it is handed over; everything sent is announced with its digest.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import quote, urljoin
+
+from dockyard import __version__
+from dockyard.image import Digest, ImageFormatError, mediatypes
+from dockyard.registry.auth import Authenticator, Credential, TokenCache, repository_scope
+from dockyard.registry.errors import (
+    DigestMismatch,
+    RegistryHTTPError,
+    TransportError,
+    Unauthorized,
+    error_detail,
+    where,
+)
+from dockyard.registry.options import RegistryOptions
+from dockyard.registry.transport import (
+    Headers,
+    HttpxTransport,
+    Request,
+    Response,
+    RetryTransport,
+    Transport,
+)
+
+__all__ = ["MANIFEST_TYPES", "Fetched", "Registry", "Repository"]
+
+USER_AGENT = f"dockyard/{__version__}"
+MANIFEST_TYPES = (mediatypes.OCI_INDEX, mediatypes.DOCKER_MANIFEST_LIST,
+                  mediatypes.OCI_MANIFEST, mediatypes.DOCKER_MANIFEST)
+MAX_MANIFEST = 4 << 20  # containerd's limit too
+Progress = Callable[[int], None]
+RangeOpener = Callable[[int, int], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A manifest or index as the registry sent it, digest verified."""
+
+    data: bytes
+    media_type: str
+    digest: Digest
+
+    def json(self) -> dict:
+        return json.loads(self.data)
+
+
+class Registry:
+    def __init__(self, host: str, *, options: RegistryOptions | None = None,
+                 transport: Transport | None = None,
+                 credential: Callable[[], Credential | None] | None = None,
+                 tokens: TokenCache | None = None):
+        self.host = host
+        self.options = options or RegistryOptions()
+        inner = transport or HttpxTransport(self.options.tls_for,
+                                            connect_timeout=self.options.connect_timeout,
+                                            read_timeout=self.options.read_timeout)
+        self._owned = inner if transport is None else None
+        self.transport = RetryTransport(inner, self.options.retry)
+        self.auth = Authenticator(host, credential or (lambda: None), tokens, USER_AGENT)
+        self._base: str | None = None
+        self._lock = threading.Lock()
+
+    def repository(self, path: str, *, push: bool = False) -> Repository:
+        return Repository(self, path, push=push)
+
+    @property
+    def base_url(self) -> str:
+        with self._lock:
+            if self._base is None:
+                self.ping().close()
+            assert self._base is not None
+            return self._base
+
+    def ping(self) -> Response:
+        """GET /v2/ on each allowed scheme; the first that answers wins."""
+        failure: TransportError | None = None
+        for scheme in self.options.schemes(self.host):
+            request = Request("GET", f"{scheme}://{self.host}/v2/",
+                              Headers({"User-Agent": USER_AGENT}))
+            try:
+                response = self.transport.handle(request)
+            except TransportError as e:
+                failure = e
+                continue
+            response.read(1 << 16)
+            if response.status == 401:
+                self.auth.learn(response)
+            self._base = f"{scheme}://{self.host}"
+            return response
+        raise TransportError(f"{where(self.host)}: cannot reach the registry: {failure}", self.host)
+
+    def send(self, method: str, url: str, *, scopes: Iterable[str] = (), repository: str | None = None,
+             headers: dict[str, str] | None = None, body: bytes | Callable[[], Iterable[bytes]] | None = None,
+             retry: bool | None = None) -> Response:
+        """One request through the auth flow; ``url`` may be relative to /v2/."""
+        if "://" not in url:
+            url = self.base_url + url
+        all_headers = Headers({"User-Agent": USER_AGENT, **(headers or {})})
+        flow = self.auth.flow(Request(method, url, all_headers, body, retry), scopes, repository)
+        request = next(flow)
+        while True:
+            response = self.transport.handle(request)
+            try:
+                request = flow.send(response)
+            except StopIteration:
+                return response
+            response.close()
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()  # type: ignore[attr-defined]
+
+
+class Repository:
+    def __init__(self, registry: Registry, path: str, *, push: bool = False):
+        self.registry = registry
+        self.path = path
+        self.push = push
+        self.scopes = (repository_scope(path, ("pull", "push") if push else ("pull",)),)
+
+    @property
+    def where(self) -> str:
+        return where(self.registry.host, self.path)
+
+    def _url(self, tail: str) -> str:
+        return f"/v2/{self.path}/{tail}"
+
+    def _send(self, method: str, url: str, action: str, *, scopes: Iterable[str] = (),
+              **kwargs) -> Response:
+        try:
+            return self.registry.send(method, url, scopes=tuple(self.scopes) + tuple(scopes),
+                                      repository=self.path, **kwargs)
+        except TransportError as e:
+            raise TransportError(f"{self.where}: {action}: {e}", e.host) from None
+
+    def _fail(self, response: Response, action: str) -> RegistryHTTPError:
+        body = response.read(1 << 16) if response.status >= 400 else b""
+        response.close()
+        cls = Unauthorized if response.status in (401, 403) else RegistryHTTPError
+        detail = error_detail(body)
+        if not detail and response.status == 401:
+            detail = "authentication required"
+        return cls(self.registry.host, self.path, action, response.status, response.reason,
+                   detail, response.attempts)
+
+    # -- manifests ------------------------------------------------------------
+
+    def get_manifest(self, reference: str) -> Fetched:
+        """The manifest or index for a tag or digest, verified against the digest."""
+        action = f"fetching manifest {reference}"
+        response = self._send("GET", self._url(f"manifests/{quote(reference, safe=':')}"), action,
+                              headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status != 200:
+            raise self._fail(response, action)
+        data = response.read(MAX_MANIFEST)
+        if len(data) > MAX_MANIFEST:
+            raise RegistryHTTPError(self.registry.host, self.path, action, 200, "",
+                                    f"manifest larger than {MAX_MANIFEST} bytes")
+        digest = self._check_manifest_digest(reference, data, response.headers, action)
+        return Fetched(data, self._media_type(data, response.headers, action), digest)
+
+    def _check_manifest_digest(self, reference: str, data: bytes, headers: Headers,
+                               action: str) -> Digest:
+        try:
+            expected = Digest.parse(reference) if ":" in reference else None
+            announced = headers.get("Docker-Content-Digest")
+            claimed = Digest.parse(announced) if announced and expected is None else None
+        except ImageFormatError as e:
+            raise DigestMismatch(f"{self.where}: {action}: {e}") from None
+        want = expected or claimed
+        got = Digest.of_bytes(data, want.algorithm if want else "sha256")
+        if want is not None and got != want:
+            raise DigestMismatch(f"{self.where}: {action}: content has digest {got}, expected {want}")
+        return got if got.algorithm == "sha256" else Digest.of_bytes(data)
+
+    def _media_type(self, data: bytes, headers: Headers, action: str) -> str:
+        declared = None
+        try:
+            doc = json.loads(data)
+            declared = doc.get("mediaType") if isinstance(doc, dict) else None
+        except ValueError:
+            raise RegistryHTTPError(self.registry.host, self.path, action, 200, "",
+                                    "the manifest is not JSON") from None
+        content_type = (headers.get("Content-Type") or "").split(";", 1)[0].strip()
+        media_type = declared or content_type
+        if media_type in (mediatypes.DOCKER_SCHEMA1_MANIFEST, mediatypes.DOCKER_SCHEMA1_SIGNED_MANIFEST) \
+                or (isinstance(doc, dict) and doc.get("schemaVersion") == 1):
+            raise RegistryHTTPError(self.registry.host, self.path, action, 200, "",
+                                    "Docker schema1 manifests are not supported")
+        if media_type not in MANIFEST_TYPES and isinstance(doc, dict):
+            # no usable mediaType: an OCI document says what it is by its fields
+            media_type = mediatypes.OCI_INDEX if "manifests" in doc else mediatypes.OCI_MANIFEST
+        return media_type
+
+    def head_manifest(self, reference: str) -> Digest | None:
+        action = f"checking manifest {reference}"
+        response = self._send("HEAD", self._url(f"manifests/{quote(reference, safe=':')}"), action,
+                              headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        response.close()
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise self._fail(response, action)
+        announced = response.headers.get("Docker-Content-Digest")
+        return Digest.parse(announced) if announced else None
+
+    def put_manifest(self, reference: str, data: bytes, media_type: str) -> Digest:
+        action = f"pushing manifest {reference}"
+        digest = Digest.of_bytes(data)
+        response = self._send("PUT", self._url(f"manifests/{quote(reference, safe=':')}"), action,
+                              headers={"Content-Type": media_type}, body=data, retry=True)
+        if response.status not in (200, 201, 202):
+            raise self._fail(response, action)
+        response.close()
+        announced = response.headers.get("Docker-Content-Digest")
+        if announced and announced != str(digest):
+            raise DigestMismatch(f"{self.where}: {action}: the registry stored {announced}, we sent {digest}")
+        return digest
+
+    # -- blobs ----------------------------------------------------------------
+
+    def blob_size(self, digest: str) -> int | None:
+        """HEAD: the blob's size if the repository has it, else None."""
+        action = f"checking blob {digest}"
+        response = self._send("HEAD", self._url(f"blobs/{digest}"), action)
+        response.close()
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise self._fail(response, action)
+        length = response.headers.get("Content-Length")
+        return int(length) if length and length.isdigit() else -1
+
+    def read_blob(self, digest: str, size: int, limit: int = 16 << 20) -> bytes:
+        """A small blob (a config) in memory, verified."""
+        if size > limit:
+            raise DigestMismatch(f"{self.where}: blob {digest} is {size} bytes, more than {limit}")
+        import io
+
+        buf = io.BytesIO()
+        self.fetch_blob(digest, buf, size=size)
+        return buf.getvalue()
+
+    def fetch_blob(self, digest: str, sink: BinaryIO, *, size: int | None = None,
+                   progress: Progress | None = None) -> None:
+        """Stream a blob into ``sink`` (seekable), resuming with Range after a
+        dropped connection; raises DigestMismatch unless size and digest match."""
+        action = f"fetching blob {digest}"
+        expected = Digest.parse(digest)
+        policy = self.registry.options.retry
+        hasher, offset, failures = expected.hasher(), 0, 0
+        while True:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            try:
+                response = self._send("GET", self._url(f"blobs/{digest}"), action, headers=headers)
+                if response.status == 206 and offset and _range_start(response) == offset:
+                    pass  # resuming where the last try stopped
+                elif response.status == 200:
+                    if offset:  # no Range support: start again
+                        sink.seek(0)
+                        sink.truncate()
+                        hasher, offset = expected.hasher(), 0
+                else:
+                    raise self._fail(response, action)
+                for chunk in response.iter_bytes():
+                    sink.write(chunk)
+                    hasher.update(chunk)
+                    offset += len(chunk)
+                    if size is not None and offset > size:
+                        response.close()
+                        raise DigestMismatch(f"{self.where}: {action}: more than the {size} bytes announced")
+                    if progress is not None:
+                        progress(offset)
+                break
+            except TransportError as e:
+                failures += 1
+                if failures >= policy.attempts:
+                    raise TransportError(f"{e} (after {failures} tries)", e.host) from None
+                policy.wait(failures)
+        if size is not None and offset != size:
+            raise DigestMismatch(f"{self.where}: {action}: got {offset} bytes, expected {size}")
+        got = Digest.from_hash(hasher)
+        if got != expected:
+            raise DigestMismatch(f"{self.where}: {action}: content has digest {got}, expected {expected}")
+
+    def mount_blob(self, digest: str, source: str) -> bool:
+        """Ask for a cross-repository mount; True when the registry did it."""
+        action = f"mounting blob {digest} from {source}"
+        url = self._url(f"blobs/uploads/?mount={quote(digest)}&from={quote(source, safe='/')}")
+        try:
+            response = self._send("POST", url, action, scopes=(repository_scope(source, ("pull",)),),
+                                  retry=True)
+        except TransportError:
+            return False
+        response.close()
+        if response.status == 201:
+            return True
+        location = response.headers.get("Location")
+        if response.status == 202 and location:
+            # an upload session instead of a mount: we do not need it
+            try:
+                self._send("DELETE", urljoin(response.url, location), action).close()
+            except TransportError:
+                pass
+        return False
+
+    def upload_blob(self, digest: str, size: int, read_range: RangeOpener,
+                    progress: Progress | None = None) -> None:
+        """Upload a blob: monolithic up to ``monolithic_max``, PATCH chunks above.
+
+        A failed session is abandoned and a new one started (after checking
+        the blob did not arrive after all), up to the retry policy's tries.
+        """
+        policy = self.registry.options.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                self._upload_once(digest, size, read_range, progress)
+                return
+            except (TransportError, RegistryHTTPError) as e:
+                if not e.temporary or attempt == policy.attempts:
+                    raise
+                policy.wait(attempt)
+                if self.blob_size(digest) is not None:
+                    return
+
+    def _upload_once(self, digest: str, size: int, read_range: RangeOpener,
+                     progress: Progress | None) -> None:
+        action = f"uploading blob {digest}"
+        options = self.registry.options
+        response = self._send("POST", self._url("blobs/uploads/"), action, retry=True,
+                              headers={"Content-Length": "0"})
+        if response.status != 202:
+            raise self._fail(response, action)
+        response.close()
+        location = self._location(response, action)
+        min_chunk = _int(response.headers.get("OCI-Chunk-Min-Length"))
+        offset = 0
+        if size > options.monolithic_max:
+            chunk = max(options.chunk_size, min_chunk)
+            while offset < size:
+                n = min(chunk, size - offset)
+                response = self._send(
+                    "PATCH", location, action, retry=False,
+                    body=_counting(read_range, offset, n, progress),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
+                             "Content-Range": f"{offset}-{offset + n - 1}"})
+                if response.status != 202:
+                    raise self._fail(response, action)
+                response.close()
+                location = self._location(response, action)
+                offset += n
+        sep = "&" if "?" in location else "?"
+        rest = size - offset
+        response = self._send(
+            "PUT", f"{location}{sep}digest={quote(digest)}", action, retry=False,
+            body=_counting(read_range, offset, rest, progress) if rest else b"",
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(rest)})
+        if response.status not in (201, 204):
+            raise self._fail(response, action)
+        response.close()
+
+    def _location(self, response: Response, action: str) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryHTTPError(self.registry.host, self.path, action, response.status,
+                                    response.reason, "no Location header in the answer")
+        # the spec allows a relative Location: resolve it against the request
+        return urljoin(response.url, location)
+
+
+def _range_start(response: Response) -> int | None:
+    value = response.headers.get("Content-Range") or ""
+    if value.startswith("bytes "):
+        head = value[6:].split("-", 1)[0]
+        return int(head) if head.isdigit() else None
+    return None
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value and value.strip().isdigit() else 0
+
+
+def _counting(read_range: RangeOpener, offset: int, length: int,
+              progress: Progress | None) -> Callable[[], Iterator[bytes]]:
+    """An opener of [offset, offset+length) that reports bytes as they go."""
+    def opener() -> Iterator[bytes]:
+        done = offset
+        for chunk in read_range(offset, length):
+            done += len(chunk)
+            if progress is not None:
+                progress(done)
+            yield chunk
+    return opener

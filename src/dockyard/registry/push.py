@@ -1,0 +1,238 @@
+"""Push: store -> registry.
+
+Local layers are uncompressed. For each one, what the store remembers
+about it (``records``) is tried first: HEAD the known compressed digest in
+the target repository, or mount it from another repository of the same
+registry. Only when neither works is the layer compressed (gzip, hashing
+while compressing, once) and uploaded; the result is remembered, so the
+next push of the same layer compresses nothing. Blobs go in parallel, the
+config with them, the manifest last.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.errors import ImageNotFound
+from dockyard.image import Compression, Descriptor, Digest, ImageFormatError, manifest_json, mediatypes
+from dockyard.reference import Reference
+from dockyard.registry import progress as ev
+from dockyard.registry.client import Repository
+from dockyard.registry.errors import RegistryError
+from dockyard.registry.options import RegistryOptions, load_options
+from dockyard.registry.records import (
+    BlobSource,
+    forget_blob,
+    known_sources,
+    remember_blobs,
+    remember_manifest,
+)
+from dockyard.registry.remote import open_repository
+from dockyard.registry.transport import Transport
+from dockyard.store import Image, Store
+
+try:  # optional: ~5x faster gzip (python-isal)
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - depends on the environment
+    import zlib as _zlib  # type: ignore[no-redef]
+
+__all__ = ["push"]
+
+_CHUNK = 1 << 20
+_MAX_CANDIDATES = 4
+
+
+def push(store: Store, name: str, *, progress: ev.Listener | None = None,
+         options: RegistryOptions | None = None, transport: Transport | None = None) -> str:
+    """Push the local image tagged ``name``; returns the manifest digest."""
+    ref = Reference.parse(name)
+    if ref.digest is not None:
+        raise RegistryError(f"cannot push to a digest reference: {name}")
+    try:
+        image = store.lookup(name, str(ref))
+    except ImageNotFound:
+        raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") from None
+    repo = open_repository(ref, options or load_options(), push=True, transport=transport)
+    try:
+        with store.lock():
+            return _Pusher(store, ref, repo, image, ev.locked(progress)).run()
+    finally:
+        repo.registry.close()
+
+
+@dataclass
+class _Result:
+    desc: Descriptor
+    learnt: BlobSource | None = None
+    stale: tuple[BlobSource, ...] = ()
+
+
+class _Pusher:
+    def __init__(self, store: Store, ref: Reference, repo: Repository, image: Image, emit: ev.Listener):
+        self.store = store
+        self.ref = ref
+        self.repo = repo
+        self.image = image
+        self.emit = emit
+        self.options = repo.registry.options
+
+    def run(self) -> str:
+        ref, image = self.ref, self.image
+        self.emit(ev.Event(ev.STATUS, ref.familiar,
+                           detail=f"The push refers to repository [{ref.repository}]"))
+        local = image.manifest.get("layers", [])
+        if len(local) != len(image.diff_ids):
+            raise RegistryError(f"{self.repo.where}: local image {image.id} has {len(local)} layers "
+                                f"but {len(image.diff_ids)} diff ids")
+        # the records are read here, on the thread that owns the connection
+        known = {d: known_sources(self.store, d) for d in image.diff_ids}
+        for layer in local:
+            self.emit(ev.Event(ev.PREPARING, ev.short(layer["digest"])))
+
+        workers = max(1, self.options.upload_concurrency)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+            config_future = pool.submit(self._push_config)
+            unique = {layer["digest"]: (layer, diff_id) for layer, diff_id in zip(local, image.diff_ids)}
+            layer_futures = {digest: pool.submit(self._push_layer, layer, diff_id, known[diff_id])
+                             for digest, (layer, diff_id) in unique.items()}
+            futures = [config_future, *layer_futures.values()]
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            for f in futures:
+                if f.done() and not f.cancelled() and f.exception() is not None:
+                    raise f.exception()  # type: ignore[misc]
+        results = {digest: f.result() for digest, f in layer_futures.items()}
+
+        layers = [results[layer["digest"]].desc for layer in local]
+        config_desc = config_future.result()
+        data = manifest_json(config_desc, layers, image.manifest.get("annotations") or None,
+                             mediatypes.OCI_MANIFEST)
+        digest = self.repo.put_manifest(ref.tag or "latest", data, mediatypes.OCI_MANIFEST)
+
+        for result in results.values():
+            for stale in result.stale:
+                forget_blob(self.store, stale)
+        remember_blobs(self.store, [r.learnt for r in results.values() if r.learnt is not None])
+        remember_manifest(self.store, ref.domain, ref.path, str(digest), image.id)
+        self.emit(ev.Event(ev.DIGEST, ref.familiar,
+                           detail=f"{ref.tag}: digest: {digest} size: {len(data)}"))
+        return str(digest)
+
+    # -- blobs ------------------------------------------------------------------
+
+    def _push_config(self) -> Descriptor:
+        data = self.image.config_bytes
+        digest = Digest.of_bytes(data)
+        if self.repo.blob_size(str(digest)) is None:
+            self.repo.upload_blob(str(digest), len(data), _bytes_ranges(data))
+        return Descriptor(mediatypes.OCI_CONFIG, digest, len(data))
+
+    def _push_layer(self, layer: dict, diff_id: str, known: list[BlobSource]) -> _Result:
+        digest, sid = layer["digest"], ev.short(layer["digest"])
+        try:
+            compression = mediatypes.compression_of(layer.get("mediaType", mediatypes.OCI_LAYER))
+        except ImageFormatError as e:
+            raise RegistryError(f"{self.repo.where}: layer {digest}: {e}") from None
+        if compression is not Compression.UNCOMPRESSED:
+            # already compressed locally: send the blob as it is
+            desc = Descriptor(mediatypes.layer_media_type(compression), digest, int(layer["size"]))
+            self._upload_file(desc, self.store.blobs.path(digest), sid)
+            return _Result(desc)
+
+        result = self._reuse(diff_id, known, sid)
+        if result is not None:
+            return result
+        self.emit(ev.Event(ev.COMPRESSING, sid))
+        fd, name = tempfile.mkstemp(dir=self.store.tmp_dir, prefix="push-")
+        try:
+            with os.fdopen(fd, "wb") as out, self.store.blobs.open(digest) as source:
+                blob_digest, size = _gzip(source, out, self.options.gzip_level)
+            desc = Descriptor(mediatypes.OCI_LAYER_GZIP, blob_digest, size)
+            self._upload_file(desc, Path(name), sid)
+        finally:
+            Path(name).unlink(missing_ok=True)
+        learnt = BlobSource(diff_id, str(blob_digest), desc.media_type, size, self.ref.domain, self.repo.path)
+        return _Result(desc, learnt)
+
+    def _reuse(self, diff_id: str, known: list[BlobSource], sid: str) -> _Result | None:
+        """HEAD, then mount, what we know this layer as; None: upload it."""
+        domain, path = self.ref.domain, self.repo.path
+
+        def rank(s: BlobSource) -> tuple[int, int]:
+            place = 0 if (s.registry, s.repository) == (domain, path) else 1 if s.registry == domain else 2
+            return place, 0 if s.media_type.endswith("gzip") else 1
+
+        stale: list[BlobSource] = []
+        seen: set[str] = set()
+        for source in sorted(known, key=rank)[:_MAX_CANDIDATES]:
+            try:
+                compression = mediatypes.compression_of(source.media_type)
+            except ImageFormatError:
+                continue
+            desc = Descriptor(mediatypes.layer_media_type(compression), source.digest, source.size)
+            learnt = BlobSource(diff_id, source.digest, source.media_type, source.size, domain, path)
+            if source.digest not in seen:
+                seen.add(source.digest)
+                if self.repo.blob_size(source.digest) is not None:
+                    self.emit(ev.Event(ev.LAYER_EXISTS, sid))
+                    return _Result(desc, learnt, tuple(stale))
+            if source.registry != domain or source.repository == path:
+                if source.registry == domain:
+                    stale.append(source)  # we pushed it here once; it is gone
+                continue
+            if self.repo.mount_blob(source.digest, source.repository):
+                self.emit(ev.Event(ev.MOUNTED, sid, detail=source.repository))
+                return _Result(desc, learnt, tuple(stale))
+        return None
+
+    def _upload_file(self, desc: Descriptor, path: Path, sid: str) -> None:
+        digest = str(desc.digest)
+        if self.repo.blob_size(digest) is not None:
+            self.emit(ev.Event(ev.LAYER_EXISTS, sid))
+            return
+        total = desc.size
+        self.repo.upload_blob(digest, total, _file_ranges(path),
+                              progress=lambda n: self.emit(ev.Event(ev.PUSHING, sid, n, total)))
+        self.emit(ev.Event(ev.PUSHED, sid))
+
+
+def _gzip(source, out, level: int) -> tuple[Digest, int]:
+    """Compress ``source`` into ``out``; the digest and size of what was written."""
+    hasher = Digest.hasher_for()
+    size = 0
+    compressor = _zlib.compressobj(level, _zlib.DEFLATED, 31)  # 31: gzip framing
+    while True:
+        chunk = source.read(_CHUNK)
+        data = compressor.compress(chunk) if chunk else compressor.flush()
+        if data:
+            out.write(data)
+            hasher.update(data)
+            size += len(data)
+        if not chunk:
+            return Digest.from_hash(hasher), size
+
+
+def _file_ranges(path: Path):
+    def read_range(offset: int, length: int) -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            left = length
+            while left > 0:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    raise RegistryError(f"{path} is shorter than expected")
+                left -= len(chunk)
+                yield chunk
+    return read_range
+
+
+def _bytes_ranges(data: bytes):
+    def read_range(offset: int, length: int) -> Iterator[bytes]:
+        yield data[offset:offset + length]
+    return read_range

@@ -1,0 +1,104 @@
+"""What the store remembers about registries, in two tables of its SQLite.
+
+``registry_blobs``: a local (uncompressed) layer, by diff id, is known as
+compressed blob ``digest`` (with ``media_type`` and ``size``) in
+``registry``/``repository`` (the reference's domain and path), because we pulled it from there or pushed it
+there. Push uses it to HEAD or mount instead of compressing again.
+
+``registry_manifests``: image ``image_id`` is ``digest`` in
+``registry``/``repository`` (Docker's RepoDigests).
+
+Only the thread that owns the pull or push touches these (one connection).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from dockyard.store import Store
+
+__all__ = ["BlobSource", "ensure_tables", "forget_blob", "known_sources", "remember_blobs",
+           "remember_manifest", "repo_digests"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS registry_blobs (
+    diff_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    added REAL NOT NULL,
+    PRIMARY KEY (diff_id, digest, registry, repository)
+);
+CREATE INDEX IF NOT EXISTS registry_blobs_digest ON registry_blobs(digest);
+CREATE TABLE IF NOT EXISTS registry_manifests (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    added REAL NOT NULL,
+    PRIMARY KEY (registry, repository, digest)
+);
+CREATE INDEX IF NOT EXISTS registry_manifests_image ON registry_manifests(image_id);
+"""
+
+
+@dataclass(frozen=True)
+class BlobSource:
+    diff_id: str
+    digest: str
+    media_type: str
+    size: int
+    registry: str
+    repository: str
+
+
+def ensure_tables(store: Store) -> None:
+    store.db.executescript(_SCHEMA)
+
+
+def remember_blobs(store: Store, sources: list[BlobSource]) -> None:
+    ensure_tables(store)
+    now = time.time()
+    with store.transaction():
+        store.db.executemany(
+            "INSERT OR REPLACE INTO registry_blobs(diff_id, digest, media_type, size, registry,"
+            " repository, added) VALUES (?,?,?,?,?,?,?)",
+            [(s.diff_id, s.digest, s.media_type, s.size, s.registry, s.repository, now)
+             for s in sources])
+
+
+def known_sources(store: Store, diff_id: str) -> list[BlobSource]:
+    """Newest first."""
+    ensure_tables(store)
+    rows = store.db.execute(
+        "SELECT diff_id, digest, media_type, size, registry, repository FROM registry_blobs"
+        " WHERE diff_id=? ORDER BY added DESC", (diff_id,)).fetchall()
+    return [BlobSource(*row) for row in rows]
+
+
+def forget_blob(store: Store, source: BlobSource) -> None:
+    """A recorded blob the registry no longer has."""
+    ensure_tables(store)
+    store.db.execute("DELETE FROM registry_blobs WHERE diff_id=? AND digest=? AND registry=?"
+                     " AND repository=?",
+                     (source.diff_id, source.digest, source.registry, source.repository))
+
+
+def remember_manifest(store: Store, registry: str, repository: str, digest: str,
+                      image_id: str) -> None:
+    ensure_tables(store)
+    store.db.execute(
+        "INSERT OR REPLACE INTO registry_manifests(registry, repository, digest, image_id, added)"
+        " VALUES (?,?,?,?,?)", (registry, repository, digest, image_id, time.time()))
+
+
+def repo_digests(store: Store, image_id: str) -> list[str]:
+    """``registry/repository@digest`` for each place the image is known to be."""
+    ensure_tables(store)
+    rows = store.db.execute(
+        "SELECT registry, repository, digest FROM registry_manifests WHERE image_id=?"
+        " ORDER BY added", (image_id,)).fetchall()
+    return [f"{r}/{p}@{d}" for r, p, d in rows]

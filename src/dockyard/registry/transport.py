@@ -1,0 +1,314 @@
+"""The I/O boundary of the registry client.
+
+Everything above this module speaks in ``Request`` and ``Response`` values
+and calls ``Transport.handle``. Three transports:
+
+- ``HttpxTransport``: real HTTP(S) through httpx, one connection pool per
+  host, TLS settings per host (see ``options.RegistryOptions.tls_for``),
+  redirects followed by hand so credentials never leave their host.
+- ``RetryTransport``: wraps another and retries what is safe to retry.
+- ``MockTransport``: wraps a plain function, for tests.
+
+Request bodies are bytes or an *opener* (a callable returning a fresh
+iterator of chunks), so a request can be sent again after a failure.
+Responses are streamed; whoever gets one closes it.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+from urllib.parse import urljoin, urlsplit
+
+from dockyard.registry.errors import TEMPORARY_STATUSES, TransportError
+
+__all__ = [
+    "Headers",
+    "HttpxTransport",
+    "MockTransport",
+    "Request",
+    "Response",
+    "RetryPolicy",
+    "RetryTransport",
+    "Transport",
+]
+
+Opener = Callable[[], Iterable[bytes]]
+_CHUNK = 1 << 20
+_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+class Headers:
+    """Case-insensitive, multi-valued headers that keep their order."""
+
+    def __init__(self, items: Iterable[tuple[str, str]] | dict[str, str] = ()):
+        pairs = items.items() if isinstance(items, dict) else items
+        self._items = [(str(k), str(v)) for k, v in pairs]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for k, v in self._items:
+            if k.lower() == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self._items if k.lower() == name]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def set(self, name: str, value: str) -> Headers:
+        """A copy with ``name`` replaced."""
+        rest = [(k, v) for k, v in self._items if k.lower() != name.lower()]
+        return Headers(rest + [(name, value)])
+
+    def without(self, name: str) -> Headers:
+        return Headers([(k, v) for k, v in self._items if k.lower() != name.lower()])
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def __repr__(self) -> str:
+        # never show credentials, even in a debugger or a test failure
+        shown = [(k, "<hidden>" if k.lower() == "authorization" else v) for k, v in self._items]
+        return f"Headers({shown!r})"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes | Opener | None = None
+    # safe to send again after a failure? None: decide by the method
+    retry: bool | None = None
+
+    def with_header(self, name: str, value: str) -> Request:
+        return replace(self, headers=self.headers.set(name, value))
+
+    @property
+    def retryable(self) -> bool:
+        if self.retry is not None:
+            return self.retry
+        return self.method in _IDEMPOTENT
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+    def content(self) -> bytes | Iterable[bytes] | None:
+        if self.body is None or isinstance(self.body, bytes):
+            return self.body
+        return self.body()
+
+
+class Response:
+    """A streamed response. ``read()`` or ``iter_bytes()`` once, then ``close()``."""
+
+    def __init__(self, status: int, headers: Headers, url: str, *, reason: str = "",
+                 stream: Iterable[bytes] = (), close: Callable[[], None] | None = None):
+        self.status = status
+        self.headers = headers
+        self.url = url
+        self.reason = reason
+        self.attempts = 1
+        self._stream = stream
+        self._close = close
+        self.closed = False
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        if self.closed:
+            return
+        try:
+            for chunk in self._stream:
+                if chunk:
+                    yield chunk
+        finally:
+            self.close()
+
+    def read(self, limit: int | None = None) -> bytes:
+        """The whole body; past ``limit`` bytes the rest is dropped."""
+        parts: list[bytes] = []
+        n = 0
+        for chunk in self.iter_bytes():
+            parts.append(chunk)
+            n += len(chunk)
+            if limit is not None and n > limit:
+                break
+        self.close()
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._close is not None:
+            close, self._close = self._close, None
+            close()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Transport(Protocol):
+    def handle(self, request: Request) -> Response: ...
+
+
+class MockTransport:
+    """A transport made of a function: ``MockTransport(lambda req: Response(...))``."""
+
+    def __init__(self, handler: Callable[[Request], Response]):
+        self._handler = handler
+
+    def handle(self, request: Request) -> Response:
+        return self._handler(request)
+
+
+# -- retries ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before trying again (exponential, jittered)."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+    statuses: frozenset[int] = TEMPORARY_STATUSES
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based)."""
+        if retry_after and retry_after.strip().isdigit():
+            return min(float(retry_after.strip()), self.max_delay)
+        wait = self.base_delay * (2 ** (attempt - 1))
+        return min(wait, self.max_delay) * random.uniform(0.5, 1.0)
+
+    def wait(self, attempt: int, retry_after: str | None = None) -> None:
+        self.sleep(self.delay(attempt, retry_after))
+
+
+class RetryTransport:
+    """Retries connection failures, timeouts, 408, 429 and 5xx with back-off.
+
+    Only requests that are safe to repeat are retried (see
+    ``Request.retryable``); the last response or error is passed on, with
+    ``Response.attempts`` saying how many tries it took.
+    """
+
+    def __init__(self, inner: Transport, policy: RetryPolicy | None = None):
+        self.inner = inner
+        self.policy = policy or RetryPolicy()
+
+    def handle(self, request: Request) -> Response:
+        attempts = self.policy.attempts if request.retryable else 1
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            try:
+                response = self.inner.handle(request)
+            except TransportError as e:
+                if last:
+                    if attempts > 1:
+                        raise TransportError(f"{e} (after {attempts} tries)", e.host) from None
+                    raise
+                self.policy.wait(attempt)
+                continue
+            if response.status in self.policy.statuses and not last:
+                retry_after = response.headers.get("Retry-After")
+                response.close()
+                self.policy.wait(attempt, retry_after)
+                continue
+            response.attempts = attempt
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- real HTTP --------------------------------------------------------------
+
+TlsChooser = Callable[[str], "ssl.SSLContext | bool"]
+
+
+class HttpxTransport:
+    """HTTP through httpx; ``tls_for(host)`` gives the TLS setting per host."""
+
+    max_redirects = 5
+
+    def __init__(self, tls_for: TlsChooser, *, connect_timeout: float = 15.0,
+                 read_timeout: float = 60.0, proxy_for: Callable[[str, str], str | None] | None = None):
+        import httpx
+
+        self._httpx = httpx
+        self._tls_for = tls_for
+        self._proxy_for = proxy_for or (lambda scheme, host: None)
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._clients: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, scheme: str, host: str):
+        key = (scheme, host)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                verify = self._tls_for(host) if scheme == "https" else True
+                proxy = self._proxy_for(scheme, host)
+                client = self._httpx.Client(verify=verify, timeout=self._timeout, trust_env=False,
+                                            follow_redirects=False, proxy=proxy)
+                self._clients[key] = client
+            return client
+
+    def handle(self, request: Request) -> Response:
+        for _ in range(self.max_redirects + 1):
+            response = self._send(request)
+            location = response.headers.get("Location")
+            if response.status not in (301, 302, 303, 307, 308) or not location \
+                    or request.method not in ("GET", "HEAD"):
+                return response
+            response.close()
+            target = urljoin(request.url, location)
+            headers = request.headers
+            if urlsplit(target).netloc != request.host:
+                # blob storage elsewhere (S3, a CDN): our credentials stay home
+                headers = headers.without("Authorization")
+            request = replace(request, url=target, headers=headers)
+        raise TransportError(f"too many redirects fetching {request.url}", request.host)
+
+    def _send(self, request: Request) -> Response:
+        httpx = self._httpx
+        parts = urlsplit(request.url)
+        client = self._client(parts.scheme, parts.netloc)
+        try:
+            req = client.build_request(request.method, request.url,
+                                       headers=request.headers.items(), content=request.content())
+            resp = client.send(req, stream=True)
+        except httpx.TransportError as e:
+            raise TransportError(_describe(e, parts.netloc), parts.netloc) from None
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield from resp.iter_bytes(_CHUNK)
+            except httpx.TransportError as e:
+                raise TransportError(_describe(e, parts.netloc), parts.netloc) from None
+
+        return Response(resp.status_code, Headers(resp.headers.multi_items()), str(resp.url),
+                        reason=resp.reason_phrase, stream=stream(), close=resp.close)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()  # type: ignore[attr-defined]
+            self._clients.clear()
+
+
+def _describe(e: Exception, host: str) -> str:
+    kind = type(e).__name__
+    text = str(e) or kind
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(e.__context__, ssl.SSLError):
+        return f"TLS with {host} failed: {text}"
+    return f"connection to {host} failed: {kind}: {text}"
