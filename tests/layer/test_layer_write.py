@@ -156,8 +156,7 @@ def test_gnu_tar_reads_the_same_tree(tree, tmp_path):
     assert listing(dest) == listing(tree)
 
 
-def test_stdlib_tarfile_extracts_the_same_content(tree, tmp_path):
-    dest = tmp_path / "py"
+def test_stdlib_tarfile_reads_the_same_file_contents(tree):
     with tarfile.open(fileobj=io.BytesIO(_tar(tree))) as tar:
         for m in tar:
             if m.isreg() and not m.islnk():
@@ -166,7 +165,6 @@ def test_stdlib_tarfile_extracts_the_same_content(tree, tmp_path):
                 path = os.path.join(os.fsencode(tree), os.fsencode(m.name))
                 with open(path, "rb") as f:
                     assert f.read() == data, m.name
-    assert not dest.exists()
 
 
 def test_regular_file_round_trip_keeps_special_bits(tmp_path):
