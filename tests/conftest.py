@@ -10,27 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from support import make_busybox_rootfs
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 # Debian's docker.io client; a newer client elsewhere on PATH may need buildx.
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else (shutil.which("docker") or "docker")
-
-
-def make_busybox_rootfs(dest: Path) -> Path:
-    (dest / "bin").mkdir(parents=True)
-    for d in ("etc", "tmp", "root", "home"):
-        (dest / d).mkdir()
-    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
-    apps = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for app in apps:
-        if app != "busybox":
-            os.symlink("busybox", dest / "bin" / app)
-    (dest / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-    (dest / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n")
-    os.chmod(dest / "tmp", 0o1777)
-    return dest
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +38,6 @@ def base_image(store, busybox_tar):
     from dockyard import api
 
     return api.import_image(busybox_tar, "busybox:latest", store=store)
-
-
-def needs_root():
-    return pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runc, overlayfs)")
 
 
 def _docker_ok() -> bool:

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from support import needs_root
 from support import Events, image_files, layer_names
 
 from dockyard import api

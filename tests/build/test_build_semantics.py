@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from support import needs_root
 from test_build import build, run_output, write
 
 from dockyard import api

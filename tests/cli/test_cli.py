@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from support import needs_root
 
 pytestmark = needs_root()
 

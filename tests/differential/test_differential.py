@@ -18,7 +18,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from support import needs_root
 from support import tree_listing
 
 from dockyard import api
