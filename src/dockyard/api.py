@@ -50,7 +50,11 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
           no_cache: bool = False, labels: dict[str, str] | None = None, progress=None,
           network: str = "host", secrets: dict[str, dict[str, str]] | None = None,
           ssh: dict[str, str] | None = None, allow: Iterable[str] = (),
-          store: Store | str | None = None) -> Image:
+          outputs: Iterable[str | dict] = (), metadata_file: str | None = None,
+          annotations: dict[str, str] | None = None, rewrite_timestamp: bool = False,
+          push: bool = False, store: Store | str | None = None) -> Image:
+    """Build a Dockerfile into the store; then export it to each of `outputs`
+    (BuildKit's --output specs) and push it when `push` is true."""
     from .build.builder import BuildOptions, Builder
     from .build.progress import null_listener
 
@@ -59,8 +63,19 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
                         tags=[normalize(t) for t in tags], build_args=dict(build_args or {}),
                         target=target, no_cache=no_cache, labels=dict(labels or {}),
                         network=network, progress=null_listener if progress is None else progress,
-                        secrets=dict(secrets or {}), ssh=dict(ssh or {}), allow=set(allow))
-    return Builder(st).build(opts)
+                        secrets=dict(secrets or {}), ssh=dict(ssh or {}), allow=set(allow),
+                        annotations=dict(annotations or {}), rewrite_timestamp=rewrite_timestamp)
+    from .build import outputs as out
+
+    specs = [o if isinstance(o, dict) else out.parse_output(o) for o in outputs]
+    if push:
+        specs.append({"type": "registry"})
+    image = Builder(st).build(opts)
+    for spec in specs:
+        out.export(st, image, spec, opts.tags)
+    if metadata_file:
+        out.write_metadata(metadata_file, out.metadata(st, image, opts.tags))
+    return image
 
 
 def images(store: Store | str | None = None) -> list[Image]:

@@ -47,6 +47,8 @@ class BuildOptions:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"src": path} | {"env": name}
     ssh: dict[str, str] = field(default_factory=dict)                 # id -> agent socket path
     allow: set[str] = field(default_factory=set)                      # entitlements, e.g. security.insecure
+    annotations: dict[str, str] = field(default_factory=dict)         # manifest annotations
+    rewrite_timestamp: bool = False    # clamp file times in new layers to SOURCE_DATE_EPOCH
 
 
 @dataclass
@@ -56,6 +58,7 @@ class StageState:
     args: dict[str, str | None] = field(default_factory=dict)
     cmd_set: bool = False
     name: str = ""
+    proxy: dict[str, str] = field(default_factory=dict)   # proxy build args, passed to RUN only
 
     @property
     def config(self) -> dict:
@@ -76,6 +79,19 @@ class StageState:
         for k, v in self.args.items():
             if v is not None and k not in names:
                 env.append(f"{k}={v}")
+                names.add(k)
+        for k, v in self.proxy.items():
+            if k not in names:
+                env.append(f"{k}={v}")
+        return env
+
+    def key_env(self) -> dict[str, str]:
+        """The RUN environment as a cache key sees it: undeclared proxy args
+        are left out, as BuildKit does, so a proxy change keeps the cache."""
+        env = cfgmod.env_map(self.run_env())
+        for k in self.proxy:
+            if k not in self.args and cfgmod.get_env(self.env, k) is None:
+                env.pop(k, None)
         return env
 
 
@@ -115,6 +131,14 @@ class Builder:
 
         self.context = SourceTree(context, load_ignore(context, dockerfile))
         self.used_args: set[str] = set()
+        self.platform_args = platform_args()
+        epoch = opts.build_args.get("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH"))
+        try:
+            self.epoch = int(epoch) if epoch not in (None, "") else None
+        except ValueError:
+            raise BuildError(f"invalid SOURCE_DATE_EPOCH {epoch!r}: must be a number of seconds") from None
+        if "SOURCE_DATE_EPOCH" in opts.build_args:
+            self.used_args.add("SOURCE_DATE_EPOCH")
         with self.store.lock():
             final = self._build_stages(df)
             image = self._commit_image(final)
@@ -166,7 +190,9 @@ class Builder:
         return None
 
     def _meta_env(self) -> dict[str, str]:
-        return {k: v for k, v in self.meta.items() if v is not None}
+        env = dict(self.platform_args)
+        env.update({k: v for k, v in self.meta.items() if v is not None})
+        return env
 
     def _base_name(self, stage) -> str:
         return self._expand_with(stage.base_name, self._meta_env())
@@ -212,6 +238,8 @@ class Builder:
             state = StageState(image=json.loads(image.config_bytes), diff_ids=image.diff_ids)
             state.image.setdefault("history", [])
         state.name = label
+        state.proxy = {k: v for k, v in self.opts.build_args.items() if k in _PREDEFINED_ARGS}
+        self.used_args.update(state.proxy)
         if cfgmod.get_env(state.env, "PATH") is None:
             state.config["Env"] = [cfgmod.DEFAULT_PATH] + state.env
         state.image.pop("container", None)
@@ -309,6 +337,8 @@ class Builder:
         started = time.monotonic()
         parent = chain_ids(state.diff_ids)[-1] if state.diff_ids else ""
         inputs = {"parent": parent, **inputs}
+        if self.epoch is not None and self.opts.rewrite_timestamp:
+            inputs["epoch"] = self.epoch
         key = _key(inputs)
         slot = f"{self.filename}|{state.name}|{getattr(cmd, 'location', '')}"
         if not self.opts.no_cache:
@@ -347,7 +377,8 @@ class Builder:
         from ..layer import write_upper_diff
 
         with self.store.blobs.writer() as w:
-            write_upper_diff(upper, w)
+            clamp = self.epoch if self.opts.rewrite_timestamp else None
+            write_upper_diff(upper, w, source_date_epoch=clamp)
             return w.commit()
 
     def _commit_image(self, state: StageState) -> Image:
@@ -356,12 +387,20 @@ class Builder:
             labels = dict(image["config"].get("Labels") or {})
             labels.update(self.opts.labels)
             image["config"]["Labels"] = labels
-        image["created"] = _fill_times(image.get("history", []), image.get("created"))
+        if self.epoch is not None:
+            stamp = cfgmod.from_epoch(self.epoch)
+            for h in image.get("history", []):
+                if h.get("created") is None or h.get("comment") == cfgmod.HISTORY_COMMENT:
+                    h["created"] = stamp
+            image["created"] = stamp
+        else:
+            image["created"] = _fill_times(image.get("history", []), image.get("created"))
         image["rootfs"] = {"type": "layers", "diff_ids": list(state.diff_ids)}
         for key in ("id", "parent", "container", "container_config", "docker_version"):
             image.pop(key, None)
         data = cfgmod.serialize(image)
-        return self.store.put_image(data, tags=list(self.opts.tags))
+        return self.store.put_image(data, tags=list(self.opts.tags),
+                                    annotations=dict(self.opts.annotations) or None)
 
 
 _PREDEFINED_ARGS = {"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY",
@@ -393,6 +432,18 @@ def _explain(previous: dict, current: dict) -> str:
         else:
             reasons.append(f"{key} changed: {_short(a)} -> {_short(b)}")
     return "; ".join(reasons) if reasons else "no previous result for this step"
+
+
+def platform_args(platform: str | None = None) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (target = build platform for now)."""
+    arch = cfgmod.host_arch()
+    variant = "v8" if arch == "arm64" else ""
+    plat = f"linux/{arch}" + (f"/{variant}" if variant else "")
+    out = {}
+    for prefix in ("TARGET", "BUILD"):
+        out.update({f"{prefix}PLATFORM": plat, f"{prefix}OS": "linux", f"{prefix}ARCH": arch,
+                    f"{prefix}VARIANT": variant})
+    return out
 
 
 def _fill_times(history: list[dict], base_created: str | None) -> str:

@@ -30,6 +30,10 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def from_epoch(epoch: int) -> str:
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def empty_image() -> dict:
     return {"architecture": host_arch(), "os": "linux",
             "config": {"Env": [DEFAULT_PATH], "OnBuild": None},

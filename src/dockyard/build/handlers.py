@@ -73,8 +73,10 @@ def do_arg(b, stage, state, cmd, title):
             b.used_args.add(name)
         elif default is not None:
             value = default
+        elif name in b.meta:
+            value = b.meta[name]
         else:
-            value = b.meta.get(name)
+            value = b.platform_args.get(name)
         state.args[name] = value
         parts.append(f"{name}={default}" if default is not None else name)
     b._history(state, "ARG " + " ".join(parts), True)
@@ -218,9 +220,8 @@ def do_run(b, stage, state, cmd, title):
     if declared:
         prefix = f"|{len(declared)} " + " ".join(f"{k}={v or ''}" for k, v in declared) + " "
     created_by = "RUN " + prefix + " ".join(argv) + " # buildkit"
-    inputs = {"op": "run", "argv": argv, "env": cfg.env_map(env), "user": user, "cwd": cwd,
+    inputs = {"op": "run", "argv": argv, "env": state.key_env(), "user": user, "cwd": cwd,
               "network": b.opts.network}
-    inputs["env"] = {k: v for k, v in inputs["env"].items()}
 
     def run(root, step):
         from ..runtime.container import missing_mount_points, run_process

@@ -109,11 +109,18 @@ def cli(ctx, root):
 @click.option("--secret", "secrets", multiple=True, help="Secret for RUN --mount=type=secret: id=NAME,src=FILE|env=VAR.")
 @click.option("--ssh", "ssh", multiple=True, help="SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET].")
 @click.option("--allow", "allow", multiple=True, help="Allow an entitlement, e.g. security.insecure.")
+@click.option("-o", "--output", "outputs", multiple=True,
+              help="Export: type=local,dest=DIR | type=tar|oci|docker,dest=FILE | type=registry.")
+@click.option("--push", is_flag=True, help="Push the image after the build (= --output type=registry).")
+@click.option("--metadata-file", help="Write the build result's digests to this JSON file.")
+@click.option("--annotation", "annotations", multiple=True, help="Add a manifest annotation KEY=VALUE.")
+@click.option("--rewrite-timestamp", is_flag=True, help="Clamp file times in new layers to SOURCE_DATE_EPOCH.")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
-          network, secrets, ssh, allow):
+          network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp):
     """Build an image from a Dockerfile."""
     from .. import api
+    from ..build.outputs import parse_annotations
     from ..build.progress import PlainPrinter, TtyPrinter, null_listener
 
     if quiet:
@@ -125,7 +132,10 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
     image = api.build(path, dockerfile=dockerfile, tags=tags, build_args=_kv(build_args, "--build-arg"),
                       target=target, no_cache=no_cache, labels=_kv(labels, "--label"),
                       progress=listener, network="host" if network == "default" else network,
-                      secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, store=_store(ctx))
+                      secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, outputs=outputs,
+                      push=push, metadata_file=metadata_file,
+                      annotations=parse_annotations(annotations), rewrite_timestamp=rewrite_timestamp,
+                      store=_store(ctx))
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)
