@@ -63,10 +63,21 @@ class PlainPrinter:
 
 
 class TtyPrinter(PlainPrinter):
-    """A compact live view: one line per step with its state and timing."""
+    """A compact live view: one line per step with its state and timing.
+    Lines are cut to the terminal width so in-place updates never wrap."""
+
+    def _fit(self, text: str, reserve: int = 12) -> str:
+        import shutil
+
+        width = shutil.get_terminal_size((100, 24)).columns - reserve
+        return text if len(text) <= width else text[: max(width - 3, 10)] + "..."
 
     def _print(self, ev: Event) -> None:
         w = self.out.write
+        if ev.kind == "start":
+            ev = Event(ev.kind, ev.step, self._fit(ev.text), ev.seconds, ev.at)
+        elif ev.kind == "output":
+            ev = Event(ev.kind, ev.step, ev.text[-40:], ev.seconds, ev.at)
         if ev.kind == "start":
             self.started[ev.step] = ev.at
             self._title = getattr(self, "_title", {})
