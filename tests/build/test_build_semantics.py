@@ -92,3 +92,15 @@ def test_parallel_builds_share_one_store(store, base_image, tmp_path):
     for n in range(3):
         image = api.get_image(store, f"par:{n}")
         assert run_output(store, image, ["cat", "/shared", "/n"]) == f"shared\n{n}\n"
+
+
+def test_dockerfile_specific_ignore_file_wins(store, base_image, tmp_path):
+    ctx = write(tmp_path / "ctx", {
+        "app.Dockerfile": "FROM busybox:latest\nCOPY . /src/\n",
+        "app.Dockerfile.dockerignore": "b.txt\n",
+        ".dockerignore": "a.txt\n",
+        "a.txt": "a", "b.txt": "b",
+    })
+    image, _ = build(store, ctx, dockerfile=ctx / "app.Dockerfile")
+    out = run_output(store, image, ["ls", "/src"])
+    assert "a.txt" in out and "b.txt" not in out
