@@ -104,3 +104,53 @@ def test_dockerfile_specific_ignore_file_wins(store, base_image, tmp_path):
     image, _ = build(store, ctx, dockerfile=ctx / "app.Dockerfile")
     out = run_output(store, image, ["ls", "/src"])
     assert "a.txt" in out and "b.txt" not in out
+
+
+def test_scratch_and_compressed_add(store, tmp_path):
+    import bz2
+    import io
+    import lzma
+    import tarfile
+
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w") as t:
+        info = tarfile.TarInfo("inner/file.txt")
+        data = b"packed\n"
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.tar.xz").write_bytes(lzma.compress(payload.getvalue()))
+    (ctx / "b.tar.bz2").write_bytes(bz2.compress(payload.getvalue()))
+    (ctx / "notatar.gz").write_bytes(b"plain bytes, copied as they are")
+    (ctx / "Dockerfile").write_text("FROM scratch\nADD a.tar.xz /xz/\nADD b.tar.bz2 /bz/\nADD notatar.gz /raw/\n")
+    image, _ = build(store, ctx)
+    from support import image_files
+
+    files = image_files(store, image, tmp_path / "u")
+    assert files["xz/inner/file.txt"][0] == "file" and files["bz/inner/file.txt"][0] == "file"
+    assert files["raw/notatar.gz"][4] == len(b"plain bytes, copied as they are")
+    assert image.config["config"]["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def test_xattrs_survive_copy_up_into_a_run_layer(store, tmp_path):
+    import os
+    import subprocess
+    import tarfile
+
+    from support import make_busybox_rootfs
+
+    root = make_busybox_rootfs(tmp_path / "rootfs")
+    (root / "data").mkdir()
+    (root / "data" / "f").write_text("x")
+    os.setxattr(root / "data" / "f", "user.note", b"kept")
+    base_tar = tmp_path / "base.tar"
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=user.*", "--numeric-owner", "-C", str(root),
+                    "-cf", str(base_tar), "."], check=True)
+    api.import_image(base_tar, "xbase:1", store=store)
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM xbase:1\nRUN chmod 600 /data/f\n"})
+    image, _ = build(store, ctx)
+    with store.blobs.open(image.layer_digests[-1]) as f, tarfile.open(fileobj=f) as t:
+        member = t.getmember("data/f")
+    assert member.mode == 0o600
+    assert member.pax_headers.get("SCHILY.xattr.user.note") == "kept"
