@@ -12,6 +12,8 @@ import datetime as _dt
 import json
 import platform as _platform
 
+from ..dockerfile._gocompat import go_quote, go_quote_list  # noqa: F401  (re-exported)
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 
@@ -94,33 +96,6 @@ def env_map(env: list[str]) -> dict[str, str]:
 
 
 # -- Go fmt renderings used in BuildKit's history lines --------------------
-
-def go_quote(s: str) -> str:
-    """Go's %q for a string."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def go_quote_list(items: list[str]) -> str:
-    return "[" + " ".join(go_quote(i) for i in items) + "]"
-
 
 def go_list(items: list[str]) -> str:
     return "[" + " ".join(items) + "]"

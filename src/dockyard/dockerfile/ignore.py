@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from dockyard.dockerfile.shell import GO_SPACES, go_quote
+from dockyard.dockerfile._gocompat import GO_SPACES, go_quote
 from dockyard.errors import DockerfileError
 
 __all__ = ["Pattern", "PatternMatcher", "find_ignore_file", "load_ignore", "matches"]

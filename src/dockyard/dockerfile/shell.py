@@ -10,20 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from dockyard.dockerfile._gocompat import GO_SPACES, go_quote
 from dockyard.errors import DockerfileError
 
 __all__ = ["GO_SPACES", "Lexer", "build_envs", "expand", "go_quote"]
 
 _EOF = ""  # what _Word.peek()/next() return past the end
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
-# Go's unicode.IsSpace; str.isspace() also accepts \x1c-\x1f, Go does not.
-GO_SPACES = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 
 _UNEXPECTED_END = "unexpected end of statement while looking for matching"
-_GO_ESCAPES = dict(zip("\a\b\f\n\r\t\v", ("\\a", "\\b", "\\f", "\\n", "\\r", "\\t", "\\v")))
 
 Env = Mapping[str, str] | Iterable[str]
 
@@ -41,22 +36,6 @@ def build_envs(env: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def go_quote(s: str) -> str:
-    """Quote like Go's %q, so messages read like BuildKit's."""
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 class Lexer:
