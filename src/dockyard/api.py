@@ -52,7 +52,8 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
           ssh: dict[str, str] | None = None, allow: Iterable[str] = (),
           outputs: Iterable[str | dict] = (), metadata_file: str | None = None,
           annotations: dict[str, str] | None = None, rewrite_timestamp: bool = False,
-          push: bool = False, store: Store | str | None = None) -> Image:
+          push: bool = False, platforms: Iterable[str] = (),
+          store: Store | str | None = None) -> Image:
     """Build a Dockerfile into the store; then export it to each of `outputs`
     (BuildKit's --output specs) and push it when `push` is true."""
     from .build.builder import BuildOptions, Builder
@@ -70,12 +71,48 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
     specs = [o if isinstance(o, dict) else out.parse_output(o) for o in outputs]
     if push:
         specs.append({"type": "registry"})
+    wanted = [p.strip() for item in platforms for p in item.split(",") if p.strip()]
+    if len(wanted) > 1:
+        return _build_multi(st, opts, wanted, specs, metadata_file)
+    if wanted:
+        opts.platform = wanted[0]
     image = Builder(st).build(opts)
     for spec in specs:
         out.export(st, image, spec, opts.tags)
     if metadata_file:
         out.write_metadata(metadata_file, out.metadata(st, image, opts.tags))
     return image
+
+
+def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metadata_file) -> Image:
+    """One build per platform, joined in an OCI index that the tags name."""
+    import copy as _copy
+
+    from .build.builder import Builder
+
+    results = []
+    for plat in platforms:
+        one = _copy.copy(opts)
+        one.platform = plat
+        one.tags = []
+        results.append(Builder(st).build(one))
+    digest = st.put_index(results, tags=opts.tags)
+    for spec in specs:
+        if spec["type"] in ("registry", "image"):
+            from .build.outputs import export
+
+            export(st, results[0], spec, opts.tags)
+        else:
+            raise DockyardError(f"--output type={spec['type']} is not supported for multi-platform builds yet")
+    if metadata_file:
+        from .build.outputs import write_metadata
+
+        write_metadata(metadata_file, {"containerimage.digest": digest,
+                                       "containerimage.descriptor": {
+                                           "mediaType": "application/vnd.oci.image.index.v1+json",
+                                           "digest": digest, "size": st.blobs.size(digest)},
+                                       "image.name": ",".join(opts.tags)})
+    return st.image_for_platform(digest)
 
 
 def images(store: Store | str | None = None) -> list[Image]:

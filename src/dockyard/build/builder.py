@@ -49,6 +49,7 @@ class BuildOptions:
     allow: set[str] = field(default_factory=set)                      # entitlements, e.g. security.insecure
     annotations: dict[str, str] = field(default_factory=dict)         # manifest annotations
     rewrite_timestamp: bool = False    # clamp file times in new layers to SOURCE_DATE_EPOCH
+    platform: str | None = None        # target platform, e.g. linux/arm64 (default: this machine)
 
 
 @dataclass
@@ -131,7 +132,7 @@ class Builder:
 
         self.context = SourceTree(context, load_ignore(context, dockerfile))
         self.used_args: set[str] = set()
-        self.platform_args = platform_args()
+        self.platform_args = platform_args(opts.platform)
         epoch = opts.build_args.get("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH"))
         try:
             self.epoch = int(epoch) if epoch not in (None, "") else None
@@ -229,6 +230,9 @@ class Builder:
             state.cmd_set = False
         elif base.lower() == "scratch":
             state = StageState(image=cfgmod.empty_image(), diff_ids=[])
+            state.image["architecture"] = self.platform_args["TARGETARCH"]
+            if self.platform_args["TARGETVARIANT"]:
+                state.image["variant"] = self.platform_args["TARGETVARIANT"]
         else:
             try:
                 image = self._resolve(base)
@@ -266,10 +270,16 @@ class Builder:
 
         ref = Reference.parse(name)
         try:
-            return self.store.lookup(name, str(ref))
+            image = self.store.lookup(name, str(ref), platform=self.opts.platform)
         except ImageNotFound:
             raise ImageNotFound(f"image {name} not found in the local store "
                                 f"(dockyard pull {ref.familiar}, import or load it first)") from None
+        want = self.platform_args["TARGETARCH"]
+        have = image.config.get("architecture")
+        if self.opts.platform and have and have != want:
+            raise ImageNotFound(f"image {name} is for {image.config.get('os', 'linux')}/{have}, "
+                                f"not {self.platform_args['TARGETPLATFORM']}")
+        return image
 
     # -- dispatch ------------------------------------------------------------
 
@@ -332,10 +342,13 @@ class Builder:
 
     # -- layer steps ---------------------------------------------------------
 
-    def _layer_step(self, state: StageState, cmd, title: str, inputs: dict, run, created_by: str) -> None:
+    def _layer_step(self, state: StageState, cmd, title: str, inputs: dict, run, created_by: str,
+                    independent: bool = False) -> None:
+        """`independent` (COPY --link): `run` gets an empty directory instead of
+        the parent's merged view, and the cache key leaves the parent out."""
         step = self._start(title)
         started = time.monotonic()
-        parent = chain_ids(state.diff_ids)[-1] if state.diff_ids else ""
+        parent = chain_ids(state.diff_ids)[-1] if state.diff_ids and not independent else ""
         inputs = {"parent": parent, **inputs}
         if self.epoch is not None and self.opts.rewrite_timestamp:
             inputs["epoch"] = self.epoch
@@ -353,9 +366,12 @@ class Builder:
                 self.emit(Event("miss", step, _explain(previous, inputs)))
         snap = self.snapshots.new_upper()
         try:
-            lowers = self.snapshots.lowers(state.diff_ids)
-            with self.snapshots.mounted(lowers, snap) as root:
-                stubs = run(root, step) or []
+            if independent:
+                stubs = run(snap / "fs", step) or []
+            else:
+                lowers = self.snapshots.lowers(state.diff_ids)
+                with self.snapshots.mounted(lowers, snap) as root:
+                    stubs = run(root, step) or []
             if stubs:
                 from ..runtime.container import remove_mount_stubs
 
@@ -434,15 +450,17 @@ def _explain(previous: dict, current: dict) -> str:
     return "; ".join(reasons) if reasons else "no previous result for this step"
 
 
-def platform_args(platform: str | None = None) -> dict[str, str]:
-    """BuildKit's automatic platform ARGs (target = build platform for now)."""
-    arch = cfgmod.host_arch()
-    variant = "v8" if arch == "arm64" else ""
-    plat = f"linux/{arch}" + (f"/{variant}" if variant else "")
+def platform_args(target: str | None = None) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs: TARGET* for what is built, BUILD*
+    for this machine."""
+    from ..image.platform import Platform
+
     out = {}
-    for prefix in ("TARGET", "BUILD"):
-        out.update({f"{prefix}PLATFORM": plat, f"{prefix}OS": "linux", f"{prefix}ARCH": arch,
-                    f"{prefix}VARIANT": variant})
+    for prefix, plat in (("TARGET", Platform.parse(target) if target else Platform.host()),
+                         ("BUILD", Platform.host())):
+        variant = plat.variant or ""
+        out.update({f"{prefix}PLATFORM": str(plat), f"{prefix}OS": plat.os,
+                    f"{prefix}ARCH": plat.architecture, f"{prefix}VARIANT": variant})
     return out
 
 

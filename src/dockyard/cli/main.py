@@ -115,9 +115,12 @@ def cli(ctx, root):
 @click.option("--metadata-file", help="Write the build result's digests to this JSON file.")
 @click.option("--annotation", "annotations", multiple=True, help="Add a manifest annotation KEY=VALUE.")
 @click.option("--rewrite-timestamp", is_flag=True, help="Clamp file times in new layers to SOURCE_DATE_EPOCH.")
+@click.option("--platform", "platforms", multiple=True,
+              help="Target platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64 (an index).")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
-          network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp):
+          network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp,
+          platforms):
     """Build an image from a Dockerfile."""
     from .. import api
     from ..build.outputs import parse_annotations
@@ -135,7 +138,7 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
                       secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, outputs=outputs,
                       push=push, metadata_file=metadata_file,
                       annotations=parse_annotations(annotations), rewrite_timestamp=rewrite_timestamp,
-                      store=_store(ctx))
+                      platforms=platforms, store=_store(ctx))
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)

@@ -22,6 +22,14 @@ CREATE TABLE IF NOT EXISTS tags (
     image_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS indexes (
+    digest TEXT PRIMARY KEY,      -- an OCI image index over images in this store
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS index_tags (
+    name TEXT PRIMARY KEY,        -- a tag that names an index instead of one image
+    index_digest TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     chain_id TEXT PRIMARY KEY,
     dir TEXT NOT NULL,

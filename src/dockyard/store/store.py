@@ -32,6 +32,7 @@ from .db import connect
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 def default_root() -> Path:
@@ -151,18 +152,26 @@ class Store:
         return Image(id=row[0], manifest_digest=row[1], config=json.loads(config_bytes),
                      config_bytes=config_bytes, manifest=manifest, tags=tags, size=row[2])
 
-    def lookup(self, name: str, canonical: str | None = None) -> Image:
-        """Find an image by canonical reference, full or short id, or digest."""
+    def lookup(self, name: str, canonical: str | None = None, platform: str | None = None) -> Image:
+        """Find an image by canonical reference, full or short id, or digest.
+
+        A name that refers to an index gives the image for `platform`
+        (default: this machine's)."""
         if canonical is not None:
             row = self.db.execute("SELECT image_id FROM tags WHERE name=?", (canonical,)).fetchone()
             if row:
                 return self.image(row[0])
+            row = self.db.execute("SELECT index_digest FROM index_tags WHERE name=?", (canonical,)).fetchone()
+            if row:
+                return self.image_for_platform(row[0], platform)
             if "@" in canonical:
                 digest = canonical.split("@", 1)[1]
                 row = self.db.execute("SELECT id FROM images WHERE manifest=? OR id=?",
                                       (digest, digest)).fetchone()
                 if row:
                     return self.image(row[0])
+                if self.db.execute("SELECT 1 FROM indexes WHERE digest=?", (digest,)).fetchone():
+                    return self.image_for_platform(digest, platform)
         hexpart = name[7:] if name.startswith("sha256:") else name
         if 4 <= len(hexpart) <= 64 and all(c in "0123456789abcdef" for c in hexpart):
             rows = self.db.execute("SELECT id FROM images WHERE id LIKE ?",
@@ -173,12 +182,69 @@ class Store:
                 raise StoreError(f"ambiguous image id prefix: {name}")
         raise ImageNotFound(f"no such image: {name}")
 
+    # -- indexes (multi-platform images) ---------------------------------------
+
+    def put_index(self, images: list[Image], tags: list[str] = (), annotations: dict | None = None) -> str:
+        """Store an OCI index over stored images and point `tags` at it."""
+        manifests = []
+        for image in images:
+            cfg = image.config
+            plat = {"architecture": cfg.get("architecture", ""), "os": cfg.get("os", "")}
+            if cfg.get("variant"):
+                plat["variant"] = cfg["variant"]
+            manifests.append({"mediaType": image.manifest.get("mediaType", OCI_MANIFEST),
+                              "digest": image.manifest_digest,
+                              "size": self.blobs.size(image.manifest_digest), "platform": plat})
+        index: dict = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        if annotations:
+            index["annotations"] = annotations
+        digest = self.blobs.put_bytes(canonical_json(index))
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO indexes(digest, added) VALUES (?,?)", (digest, time.time()))
+            for tag in tags:
+                self.db.execute("DELETE FROM tags WHERE name=?", (tag,))
+                self.db.execute("INSERT OR REPLACE INTO index_tags(name, index_digest) VALUES (?,?)",
+                                (tag, digest))
+        return digest
+
+    def index(self, digest: str) -> dict:
+        return json.loads(self.blobs.read_bytes(digest))
+
+    def index_of(self, canonical: str) -> str | None:
+        row = self.db.execute("SELECT index_digest FROM index_tags WHERE name=?", (canonical,)).fetchone()
+        return row[0] if row else None
+
+    def index_images(self, digest: str) -> list[Image]:
+        out = []
+        for desc in self.index(digest).get("manifests", []):
+            row = self.db.execute("SELECT id FROM images WHERE manifest=?", (desc["digest"],)).fetchone()
+            if row is None:
+                raise StoreError(f"index {digest} names manifest {desc['digest']}, which is not in the store")
+            out.append(self.image(row[0]))
+        return out
+
+    def image_for_platform(self, index_digest: str, platform: str | None = None) -> Image:
+        from ..image.platform import Platform
+
+        want = Platform.parse(platform) if platform else Platform.host()
+        candidates = want.compatible() if hasattr(want, "compatible") else (want,)
+        images = self.index_images(index_digest)
+        for cand in candidates:
+            for image in images:
+                cfg = image.config
+                have = Platform(os=cfg.get("os", "linux"), architecture=cfg.get("architecture", ""),
+                                variant=cfg.get("variant"))
+                if cand.matches(have):
+                    return image
+        raise ImageNotFound(f"no image for platform {want} in index {index_digest}")
+
     def images(self) -> list[Image]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM images ORDER BY added DESC")]
         return [self.image(i) for i in ids]
 
     def tag(self, image_id: str, name: str) -> None:
         with self.transaction():
+            self.db.execute("DELETE FROM index_tags WHERE name=?", (name,))
             self.db.execute("INSERT OR REPLACE INTO tags(name, image_id) VALUES (?,?)", (name, image_id))
 
     def untag(self, name: str) -> str | None:
@@ -186,6 +252,9 @@ class Store:
             row = self.db.execute("SELECT image_id FROM tags WHERE name=?", (name,)).fetchone()
             if row:
                 self.db.execute("DELETE FROM tags WHERE name=?", (name,))
+            else:
+                row = self.db.execute("SELECT index_digest FROM index_tags WHERE name=?", (name,)).fetchone()
+                self.db.execute("DELETE FROM index_tags WHERE name=?", (name,))
             return row[0] if row else None
 
     def tags_of(self, image_id: str) -> list[str]:
@@ -269,6 +338,8 @@ class Store:
             except StoreError:
                 continue
             keep.update(layer["digest"] for layer in manifest.get("layers", []))
+        for (digest,) in self.db.execute("SELECT DISTINCT index_digest FROM index_tags").fetchall():
+            keep.add(digest)
         for (value,) in self.db.execute("SELECT value FROM cache").fetchall():
             data = json.loads(value)
             keep.update(data.get("blobs", []))
