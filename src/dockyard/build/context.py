@@ -88,11 +88,17 @@ class SourceTree:
             current = candidate
         return current
 
-    def match(self, pattern: str) -> list[Match]:
-        """Paths named by a source pattern; wildcards are matched per component."""
+    def match(self, pattern: str, exclude=None, base: str | None = None) -> list[Match]:
+        """Paths named by a source pattern; wildcards are matched per component.
+
+        `exclude` (a PatternMatcher of COPY --exclude) drops a match whose path
+        relative to `base` it matches; `base` defaults to the directory the
+        wildcards are resolved in, or to the path itself when there are none
+        (so a plainly named source is never excluded)."""
         rel = clean_source(pattern)
+        xbase = wildcard_base(rel) if base is None else base
         if not has_wildcard(rel):
-            if self.ignored(rel):
+            if self.ignored(rel) or excluded(exclude, rel, xbase):
                 return []
             path = self.resolve(rel)
             return [Match(rel, path)] if path is not None and os.path.lexists(path) else []
@@ -116,7 +122,7 @@ class SourceTree:
                     continue
                 if idx == len(parts) - 1:
                     path = self.resolve(child)
-                    if path is not None:
+                    if path is not None and not excluded(exclude, child, xbase):
                         found.append(Match(child, path))
                 else:
                     walk(child, idx + 1)
@@ -124,12 +130,17 @@ class SourceTree:
         walk("", 0)
         return found
 
-    def walk(self, match: Match):
-        """Yield (rel, path, lstat) for a match and, for a directory, everything in it."""
+    def walk(self, match: Match, exclude=None, base: str | None = None):
+        """Yield (rel, path, lstat) for a match and, for a directory, everything in it.
+
+        Entries `exclude` matches (by their path relative to `base`, the match
+        itself by default) are left out, with their subtrees unless an `!`
+        pattern could bring something below them back."""
         st = os.lstat(match.path)
         yield match.rel, match.path, st
         if not stat.S_ISDIR(st.st_mode):
             return
+        base = match.rel if base is None else base
         stack = [(match.rel, match.path)]
         while stack:
             rel, path = stack.pop()
@@ -140,6 +151,8 @@ class SourceTree:
             subdirs = []
             for entry in entries:
                 child_rel = f"{rel}/{entry.name}" if rel else entry.name
+                if exclude is not None and _drop(exclude, relative_to(child_rel, base), entry):
+                    continue
                 if self.ignored(child_rel):
                     if entry.is_dir(follow_symlinks=False) and not self._may_reinclude(child_rel):
                         continue
@@ -171,12 +184,11 @@ class SourceTree:
         self._hash_cache[key] = digest
         return digest
 
-    def digest(self, match: Match) -> str:
+    def digest(self, match: Match, exclude=None, base: str | None = None) -> str:
         """Content + metadata digest of a match (the whole subtree for a dir)."""
         h = hashlib.sha256()
-        base = match.rel
-        for rel, path, st in self.walk(match):
-            name = rel[len(base):].lstrip("/") if base else rel
+        for rel, path, st in self.walk(match, exclude, base):
+            name = relative_to(rel, match.rel)
             mode = st.st_mode
             uid, gid = (0, 0) if self.is_context else (st.st_uid, st.st_gid)
             h.update(f"{name}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode):o}\0{uid}:{gid}\0".encode())
@@ -192,3 +204,56 @@ class SourceTree:
 
 def basename(rel: str) -> str:
     return PurePosixPath(rel).name
+
+
+def find_sources(tree: SourceTree, src: str, parents: bool, exclude, where: str) -> tuple[str | None, list[Match]]:
+    """(pivot, matches) of one COPY source. With --parents the pivot is what
+    precedes a `/./` in the source ('' without one): matches keep their path
+    below it. A missing source is an error unless wildcards (--parents) or
+    --exclude patterns account for it."""
+    pivot, pattern = None, src
+    if parents:
+        head, sep, rest = src.partition("/./")
+        pivot, pattern = (clean_source(head), f"{head}/{rest}") if sep else ("", src)
+    found = tree.match(pattern, exclude, pivot)
+    if not found and not (parents and has_wildcard(pattern)) \
+            and (exclude is None or not tree.match(pattern, None, pivot)):
+        raise BuildError(f'"{src}" not found {where}')
+    return pivot, found
+
+
+def wildcard_base(rel: str) -> str:
+    """The directory a pattern's wildcards are resolved in ('' for the root);
+    a pattern without wildcards is its own base."""
+    parts = rel.split("/") if rel else []
+    for i, part in enumerate(parts):
+        if has_wildcard(part):
+            return "/".join(parts[:i])
+    return rel
+
+
+def relative_to(rel: str, base: str) -> str:
+    """`rel` below `base` ('' for base itself); both are context-relative."""
+    if not base:
+        return rel
+    if rel == base:
+        return ""
+    return rel[len(base) + 1:] if rel.startswith(base + "/") else rel
+
+
+def excluded(exclude, rel: str, base: str) -> bool:
+    """Whether COPY --exclude patterns drop `rel` (never the base itself)."""
+    if exclude is None or rel == base:
+        return False
+    return exclude.matches(relative_to(rel, base))
+
+
+def _drop(exclude, sub: str, entry: os.DirEntry) -> bool:
+    """Like BuildKit's copier: an excluded directory stays when an exception
+    pattern names something inside it (its other contents are still filtered)."""
+    if not exclude.matches(sub):
+        return False
+    if entry.is_dir(follow_symlinks=False) and exclude.exclusions:
+        prefix = sub + "/"
+        return not any(p.exclusion and (p.cleaned + "/").startswith(prefix) for p in exclude.patterns)
+    return True

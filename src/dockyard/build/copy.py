@@ -11,13 +11,14 @@ import bz2
 import gzip
 import lzma
 import os
+import posixpath
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ..errors import BuildError
-from .context import Match, SourceTree, basename
+from .context import Match, SourceTree, basename, relative_to
 
 _MAX_HOPS = 40
 
@@ -82,10 +83,11 @@ class CopyOptions:
     chmod: int | None = None
     keep_owner: bool = False      # --from copies keep their owners
     unpack: bool = False          # ADD: local archives are extracted
+    exclude: object = None        # COPY --exclude: a PatternMatcher
 
 
 def dest_is_dir(dest: str) -> bool:
-    return dest.endswith("/") or dest in (".", "..") or dest.endswith("/.") or dest.endswith("/..")
+    return dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
 
 
 def absolute_dest(dest: str, workdir: str) -> str:
@@ -98,13 +100,22 @@ def absolute_dest(dest: str, workdir: str) -> str:
 
 
 def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
-                 opts: CopyOptions, *, force_dir: bool = False) -> None:
+                 opts: CopyOptions, *, force_dir: bool = False, pivot: str | None = None) -> None:
+    """Copy matches to `dest` in `root`. With a `pivot` (COPY --parents) each
+    match keeps its path below the pivot, parent directories included."""
     fs = RootFS(root)
+    parent_uid, parent_gid = opts.chown if opts.chown else (0, 0)
+    if not matches:   # all excluded: the destination directory is still made
+        if pivot is not None or force_dir or dest_is_dir(dest):
+            fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+        return
+    if pivot is not None:
+        _copy_with_parents(tree, matches, fs, dest, opts, pivot)
+        return
     to_dir = force_dir or dest_is_dir(dest)
     if not to_dir:
         existing = fs.resolve(dest)
         to_dir = existing.is_dir() and not existing.is_symlink()
-    parent_uid, parent_gid = opts.chown if opts.chown else (0, 0)
     copier = _Copier(tree, opts)
     for match in matches:
         st = os.stat(match.path) if os.path.lexists(match.path) else None
@@ -112,7 +123,7 @@ def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
             raise BuildError(f"{match.rel or '/'}: not found")
         if stat.S_ISDIR(st.st_mode):
             target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
-            copier.copy_dir_contents(match, target)
+            copier.copy_dir_contents(match, target, match.rel)
             continue
         if opts.unpack and _is_archive(match.path):
             target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
@@ -126,6 +137,36 @@ def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
             parent = fs.mkdirs(parent_path, uid=parent_uid, gid=parent_gid)
             target = parent / PurePosixPath(dest).name
         copier.copy_file(match.path, os.stat(match.path), target)
+
+
+def _copy_with_parents(tree: SourceTree, matches: list[Match], fs: RootFS, dest: str,
+                       opts: CopyOptions, pivot: str) -> None:
+    uid, gid = opts.chown if opts.chown else (0, 0)
+    fs.mkdirs(dest, uid=uid, gid=gid)
+    copier = _Copier(tree, opts)
+    created: list[tuple[Path, os.stat_result]] = []
+    for match in matches:
+        sub = relative_to(match.rel, pivot)
+        parts = sub.split("/") if sub else []
+        current, src_rel = dest.rstrip("/") or "/", pivot
+        for part in parts[:-1]:
+            current, src_rel = posixpath.join(current, part), posixpath.join(src_rel, part)
+            host = fs.resolve(current)
+            if not os.path.lexists(host):
+                os.mkdir(host, 0o700)
+                created.append((host, os.stat(tree.resolve(src_rel) or tree.root)))
+            elif not host.is_dir():
+                raise BuildError(f"cannot create directory {current}: a file is in the way")
+        target = fs.resolve(posixpath.join(current, parts[-1])) if parts else fs.resolve(dest)
+        st = os.stat(match.path)
+        if stat.S_ISDIR(st.st_mode):
+            if not os.path.lexists(target):
+                os.mkdir(target, 0o700)
+            copier.copy_dir_contents(match, target, pivot)
+        else:
+            copier.copy_file(match.path, st, target if parts else target / basename(match.rel))
+    for host, st in reversed(created):
+        copier.finish(host, st)
 
 
 class _Copier:
@@ -146,7 +187,7 @@ class _Copier:
             return self.opts.chmod
         return stat.S_IMODE(st.st_mode)
 
-    def _finish(self, target: Path, st: os.stat_result, *, is_link: bool = False) -> None:
+    def finish(self, target: Path, st: os.stat_result, *, is_link: bool = False) -> None:
         uid, gid = self._owner(st)
         os.chown(target, uid, gid, follow_symlinks=False)
         if not is_link:
@@ -178,28 +219,29 @@ class _Copier:
                 os.close(fd_out)
             if st.st_nlink > 1:
                 self.links[key] = target
-            self._finish(target, st)
+            self.finish(target, st)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src), target)
-            self._finish(target, st, is_link=True)
+            self.finish(target, st, is_link=True)
         elif stat.S_ISDIR(mode):
             if not target.exists():
                 os.mkdir(target, 0o700)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(target, mode, st.st_rdev)
-            self._finish(target, st)
+            self.finish(target, st)
 
-    def copy_dir_contents(self, match: Match, target: Path) -> None:
-        base = match.rel
+    def copy_dir_contents(self, match: Match, target: Path, exclude_base: str) -> None:
         dirs: list[tuple[Path, os.stat_result]] = []
         first = True
-        for rel, path, st in self.tree.walk(match):
+        for rel, path, st in self.tree.walk(match, self.opts.exclude, exclude_base):
             if first:
                 first = False
                 dirs.append((target, os.stat(match.path)))
                 continue
-            name = rel[len(base):].lstrip("/") if base else rel
-            dest = target / name
+            dest = target / relative_to(rel, match.rel)
+            if not os.path.isdir(dest.parent):
+                # a parent left out (ignored) while an exception re-includes this entry
+                dest.parent.mkdir(parents=True, mode=0o755, exist_ok=True)
             if stat.S_ISDIR(st.st_mode):
                 if os.path.lexists(dest) and not dest.is_dir():
                     os.unlink(dest)
@@ -210,7 +252,7 @@ class _Copier:
                 self.copy_file(path, st, dest)
         # Directory metadata last, deepest first, so file writes don't bump mtimes.
         for dest, st in reversed(dirs):
-            self._finish(dest, st)
+            self.finish(dest, st)
 
 
 def _copy_fd(fd_in: int, fd_out: int, size: int) -> None:

@@ -211,6 +211,8 @@ def do_workdir(b, stage, state, cmd, title):
 
 
 def do_run(b, stage, state, cmd, title):
+    from . import mounts as mnt
+
     argv = _argv(state, cmd)
     env = state.run_env()
     user = state.config.get("User") or ""
@@ -220,13 +222,19 @@ def do_run(b, stage, state, cmd, title):
     if declared:
         prefix = f"|{len(declared)} " + " ".join(f"{k}={v or ''}" for k, v in declared) + " "
     created_by = "RUN " + prefix + " ".join(argv) + " # buildkit"
+    network = mnt.network_mode(b, cmd)
+    caps = mnt.capabilities(b, cmd)
+    mounts = mnt.plan(b, stage, state, cmd, cwd)
     inputs = {"op": "run", "argv": argv, "env": state.key_env(), "user": user, "cwd": cwd,
-              "network": b.opts.network}
+              "network": network}
+    if mounts:
+        inputs["mounts"] = [mnt.key_of(m) for m in mounts]
+    if caps is not None:
+        inputs["security"] = "insecure"
 
     def run(root, step):
         from ..runtime.container import missing_mount_points, run_process
 
-        stubs = missing_mount_points(root)
         read_fd, write_fd = os.pipe()
         tail: list[str] = []
 
@@ -241,12 +249,18 @@ def do_run(b, stage, state, cmd, title):
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
-            with os.fdopen(write_fd, "wb", buffering=0) as w:
-                code = run_process(root, argv, env=env, cwd=cwd, user=user, network=b.opts.network,
-                                   stdout=w, stderr=w, stdin=None,
-                                   state_dir=b.store.root / "tmp" / "runc")
+            with os.fdopen(write_fd, "wb", buffering=0) as w, \
+                    mnt.prepared(b, mounts, lambda text: b.emit(Event("info", step, text))) as (extra, extra_env):
+                stubs = missing_mount_points(root, [m["destination"] for m in extra])
+                names = {e.partition("=")[0] for e in extra_env}
+                run_env = [e for e in env if e.partition("=")[0] not in names] + extra_env
+                code = run_process(root, argv, env=run_env, cwd=cwd, user=user, network=network,
+                                   stdout=w, stderr=w, stdin=None, extra_mounts=extra,
+                                   capabilities=caps, state_dir=b.store.root / "tmp" / "runc")
+                del run_env, extra_env
         finally:
             reader.join(timeout=30)
+        stubs = list(dict.fromkeys([*stubs, *getattr(code, "stubs", ())]))
         code = getattr(code, "exit_code", code)
         if code != 0:
             shown = cfg.go_quote(" ".join(argv))
@@ -270,78 +284,135 @@ def _parse_chmod(value: str | None) -> int | None:
 
 
 def _copy(b, stage, state, cmd, title, name: str):
+    """COPY and ADD. Sources are copied in order (paths, URLs and git refs,
+    then heredocs), each keyed by content: context files by digest, a URL by
+    the bytes downloaded (or by --checksum, before any download), git by the
+    commit its ref resolves to."""
+    from ..dockerfile.ignore import PatternMatcher
+    from ..dockerfile.shell import Lexer
+    from ..snapshots import chain_ids
+    from ..store.store import remove_tree
+    from . import fetch
+    from .context import find_sources
+
     cmd = _expanded(b, state, cmd)
-    if getattr(cmd, "heredocs", None):
-        raise BuildError(f"{name} with a heredoc is not supported yet")
-    sources = list(cmd.sources)
-    for src in sources:
-        if "://" in src:
-            raise BuildError(f"{name} from a URL is not supported yet: {src}")
+    if cmd.heredocs:  # unquoted delimiters: expanded like BuildKit, quotes kept
+        env, lex = state.expansion_env(), Lexer("\\", skip_process_quotes=True)
+        cmd = cmd.expand_raw(lambda word: lex.process_word(word, env))
+    sources, docs, from_ = list(cmd.sources), list(cmd.heredocs), getattr(cmd, "from_", None) or ""
+    parents, unpack = getattr(cmd, "parents", False), getattr(cmd, "unpack", None)
+    checksum, keep_git = getattr(cmd, "checksum", None) or "", getattr(cmd, "keep_git_dir", False)
+    chmod, chown = _parse_chmod(cmd.chmod), cmd.chown or ""
+    exclude = PatternMatcher(cmd.excludes) if cmd.excludes else None
     dest = absolute_dest(cmd.dest, _workdir(state))
-    chmod = _parse_chmod(getattr(cmd, "chmod", None))
-    chown = getattr(cmd, "chown", None) or ""
-    from_ = getattr(cmd, "from_", None) or ""
-    inputs: dict = {"op": name.lower(), "dest": dest, "chown": chown, "chmod": chmod}
-    index = b.stages.index(stage) if stage in b.stages else len(b.stages)
-    src_state = None
-    if from_:
-        ref = b._stage_ref(from_, index)
-        if ref is not None:
-            src_state = b.results[ref]
-            src_diff = src_state.diff_ids
-        else:
-            image = b._resolve(from_)
-            src_diff = image.diff_ids
-        from ..snapshots import chain_ids
+    kinds = [fetch.source_kind(s, name) if not from_ else "path" for s in sources]
+    if checksum and (len(sources) != 1 or kinds[0] == "path"):
+        raise BuildError("checksum can't be specified for multiple sources" if len(sources) > 1
+                         else "checksum requires HTTP(S) or Git sources")
+    link = cmd.link and chmod is None  # like BuildKit: with --chmod, --link makes a plain copy
+    inputs: dict = {"op": name.lower(), "dest": dest, "chown": chown, "chmod": chmod, "sources": sources}
+    for flag, value in (("parents", parents), ("excludes", cmd.excludes), ("unpack", unpack),
+                        ("link", link), ("keep_git_dir", keep_git)):
+        if value not in (None, False, []):
+            inputs[flag] = value
+    multiple = len(sources) + len(docs) > 1
+    work = b.store.tmp_dir / f"copy-{os.getpid()}-{threading.get_ident()}"
+    jobs: list = []   # (produce, pivot, keep_owner, unpack): copied in this order
 
-        inputs["from"] = chain_ids(src_diff)[-1] if src_diff else "scratch"
-        inputs["sources"] = sources
-    else:
-        matches = []
-        hashes = {}
-        for src in sources:
-            found = b.context.match(src)
-            if not found:
-                raise BuildError(f'"{src}" not found in the build context or excluded by .dockerignore')
-            for m in found:
-                hashes[m.rel or "."] = b.context.digest(m)
-            matches.extend(found)
-        inputs["files"] = hashes
-    multiple = len(sources) > 1 or (not from_ and len(inputs["files"]) > 1 and any(
-        c in s for s in sources for c in "*?["))
-    if multiple and not dest_is_dir(cmd.dest):
-        raise BuildError(f"When using {name} with more than one source file, "
-                         "the destination must be a directory and end with a /")
-    created_by = f"{name} " + " ".join(sources) + f" {cmd.dest} # buildkit"
+    try:
+        for src, kind in zip(sources, kinds):
+            if from_:
+                break
+            if kind == "url" and checksum:
+                inputs["url"] = {src: checksum}
+                jobs.append((lambda src=src: _one(fetch.download(src, work, checksum)), None, False, unpack))
+            elif kind == "url":
+                got = fetch.download(src, work)
+                inputs.setdefault("url", {})[src] = {"sha256": got.sha256, "mtime": got.mtime}
+                jobs.append((lambda got=got: _one(got), None, False, unpack))
+            elif kind == "git":
+                ref = fetch.parse_git_ref(src)
+                commit = fetch.resolve_commit(ref)
+                if checksum and not (commit.startswith(checksum) or checksum.startswith(commit)):
+                    raise BuildError(f"checksum mismatch: {src} is at commit {commit}, not {checksum}")
+                inputs.setdefault("git", {})[src] = commit
+                jobs.append((lambda ref=ref, commit=commit: _tree_of(fetch.checkout(ref, commit, work, keep_git)),
+                             None, False, False))
+            else:
+                pivot, found = find_sources(b.context, src, parents, exclude,
+                                            "in the build context or excluded by .dockerignore")
+                for m in found:
+                    inputs.setdefault("files", {})[m.rel or "."] = b.context.digest(m, exclude, pivot)
+                multiple = multiple or (len(found) > 1 and any(c in src for c in "*?["))
+                jobs.append((lambda found=found: (b.context, found), pivot, False, name == "ADD" and unpack is not False))
+        if from_:
+            src_diff = _source_diff_ids(b, stage, from_)
+            inputs["from"] = chain_ids(src_diff)[-1] if src_diff else "scratch"
+        for doc in docs:
+            inputs.setdefault("heredocs", []).append(fetch.heredoc_key(doc.path, doc.data))
+            jobs.append((lambda doc=doc: _one(fetch.write_heredoc(work, doc.path, doc.data)), None, False, False))
+        if multiple and not dest_is_dir(cmd.dest) and not parents:
+            raise BuildError(f"When using {name} with more than one source file, "
+                             "the destination must be a directory and end with a /")
+        shown = " ".join(sources + [f"<<{d.path}" for d in docs])
+        created_by = f"{name}{' --parents' if parents else ''} {shown} {cmd.dest} # buildkit"
 
-    def run(root, step):
-        owner = None
-        if chown:
-            from ..runtime.users import resolve_chown
+        def run(root, step):
+            owner = None
+            if chown:
+                from ..runtime.users import resolve_chown
 
-            owner = resolve_chown(root, chown)
-        opts = CopyOptions(chown=owner, chmod=chmod, keep_owner=bool(from_), unpack=(name == "ADD" and not from_))
-        if not from_:
-            copy_sources(b.context, matches, root, dest, opts, force_dir=multiple)
+                owner = resolve_chown(root, chown)
+
+            def options(keep_owner, unpack_it):
+                return CopyOptions(chown=owner, chmod=chmod, keep_owner=keep_owner, unpack=unpack_it is True,
+                                   exclude=exclude)
+            if from_:
+                _copy_from(b, src_diff, from_, sources, parents, exclude, root, dest,
+                           options(True, False), multiple)
+            for produce, pivot, keep_owner, unpack_it in jobs:
+                tree, found = produce()
+                copy_sources(tree, found, root, dest, options(keep_owner, unpack_it), force_dir=multiple,
+                             pivot=pivot)
             return []
-        snap = b.snapshots.new_upper()
-        try:
-            with b.snapshots.mounted(b.snapshots.lowers(src_diff), snap) as src_root:
-                tree = SourceTree(src_root, is_context=False)
-                found = []
-                for src in sources:
-                    got = tree.match(src)
-                    if not got:
-                        raise BuildError(f'"{src}" not found in {from_}')
-                    found.extend(got)
-                copy_sources(tree, found, root, dest, opts, force_dir=multiple or len(found) > 1)
-        finally:
-            from ..store.store import remove_tree
 
-            remove_tree(snap)
-        return []
+        extra = {"independent": True} if link else {}
+        b._layer_step(state, cmd, title, inputs, run, created_by, **extra)
+    finally:
+        remove_tree(work)
 
-    b._layer_step(state, cmd, title, inputs, run, created_by)
+
+def _one(got):
+    """(tree, [match]) of a download or heredoc."""
+    return (got.tree, [got.match]) if hasattr(got, "tree") else (got[0], [got[1]])
+
+
+def _tree_of(top):
+    from .context import Match
+
+    return SourceTree(top, is_context=False), [Match("", top)]
+
+
+def _source_diff_ids(b, stage, from_: str) -> list[str]:
+    index = b.stages.index(stage) if stage in b.stages else len(b.stages)
+    ref = b._stage_ref(from_, index)
+    return b.results[ref].diff_ids if ref is not None else b._resolve(from_).diff_ids
+
+
+def _copy_from(b, src_diff, from_, sources, parents, exclude, root, dest, opts, multiple):
+    """COPY --from: the sources are matched in the other stage's (or image's) rootfs."""
+    from ..store.store import remove_tree
+    from .context import find_sources
+
+    snap = b.snapshots.new_upper()
+    try:
+        with b.snapshots.mounted(b.snapshots.lowers(src_diff), snap) as src_root:
+            tree = SourceTree(src_root, is_context=False)
+            for src in sources:
+                pivot, found = find_sources(tree, src, parents, exclude, f"in {from_}")
+                copy_sources(tree, found, root, dest, opts, force_dir=multiple or len(found) > 1, pivot=pivot)
+    finally:
+        remove_tree(snap)
 
 
 def do_copy(b, stage, state, cmd, title):
