@@ -232,3 +232,10 @@ def test_onbuild_triggers_run_in_child(store, base_image, tmp_path):
     image, _ = build(store, child)
     assert run_output(store, image) == "triggered\n"
     assert image.config["config"].get("OnBuild") in (None, [])
+
+
+def test_run_layer_without_changes_is_empty(store, base_image, tmp_path):
+    # runc's /etc/hosts stub copies etc/ up; neither may reach the layer
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox:latest\nRUN true\n"})
+    image, _ = build(store, ctx)
+    assert layer_names(store, image.layer_digests[-1]) == []

@@ -211,8 +211,8 @@ class Builder:
             if ref is not None:
                 todo.append(ref)
             for cmd in st.commands:
-                src = getattr(cmd, "from_", None)
-                if src:
+                sources = [getattr(cmd, "from_", None)] + _mount_sources(cmd)
+                for src in filter(None, sources):
                     ref = self._stage_ref(self._expand_with(src, self._meta_env()), i)
                     if ref is not None:
                         todo.append(ref)
@@ -376,6 +376,8 @@ class Builder:
                 from ..runtime.container import remove_mount_stubs
 
                 remove_mount_stubs(snap / "fs", stubs)
+                if not independent:
+                    _drop_untouched_parents(snap / "fs", stubs, lowers)
             diff_id = self._write_diff(snap / "fs")
             self.snapshots.commit(snap, state.diff_ids, diff_id)
         except BaseException as e:
@@ -448,6 +450,44 @@ def _explain(previous: dict, current: dict) -> str:
         else:
             reasons.append(f"{key} changed: {_short(a)} -> {_short(b)}")
     return "; ".join(reasons) if reasons else "no previous result for this step"
+
+
+def _mount_sources(cmd) -> list[str]:
+    """`from=` values of RUN --mount flags: stages a RUN depends on."""
+    out = []
+    for spec in getattr(cmd, "mounts", None) or []:
+        for part in spec.split(","):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "from" and value:
+                out.append(value.strip())
+    return out
+
+
+def _drop_untouched_parents(upper: Path, stubs: list[str], lowers: list[Path]) -> None:
+    """Creating a mount stub copies its parent directory up (e.g. `etc/` for
+    /etc/hosts); once the stub is gone that copy is empty and unchanged, and
+    must not reach the layer."""
+    parents = sorted({str(Path(s.strip("/")).parent) for s in stubs} - {"."},
+                     key=lambda p: -p.count("/"))
+    for rel in parents:
+        while rel not in ("", "."):
+            here = upper / rel
+            try:
+                st = os.lstat(here)
+                if not os.path.isdir(here) or os.path.islink(here) or os.listdir(here):
+                    break
+                if "trusted.overlay.opaque" in os.listxattr(here, follow_symlinks=False):
+                    break
+            except OSError:
+                break
+            below = next((lo / rel for lo in lowers if os.path.lexists(lo / rel)), None)
+            if below is None:
+                break
+            lst = os.lstat(below)
+            if (lst.st_mode, lst.st_uid, lst.st_gid) != (st.st_mode, st.st_uid, st.st_gid):
+                break
+            os.rmdir(here)
+            rel = str(Path(rel).parent)
 
 
 def platform_args(target: str | None = None) -> dict[str, str]:

@@ -117,15 +117,19 @@ def cli(ctx, root):
 @click.option("--rewrite-timestamp", is_flag=True, help="Clamp file times in new layers to SOURCE_DATE_EPOCH.")
 @click.option("--platform", "platforms", multiple=True,
               help="Target platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64 (an index).")
+@click.option("--check", is_flag=True, help="Only run the build checks (dockyard lint) and report.")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
           network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp,
-          platforms):
+          platforms, check):
     """Build an image from a Dockerfile."""
     from .. import api
     from ..build.outputs import parse_annotations
     from ..build.progress import PlainPrinter, TtyPrinter, null_listener
 
+    if check or not quiet:
+        if _build_checks(ctx, path, dockerfile, build_args, report_only=check) or check:
+            return
     if quiet:
         progress = "quiet"
     if progress == "auto":
@@ -149,6 +153,43 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
         for t in image.tags:
             if t in [api.normalize(x) for x in tags]:
                 click.echo(f"naming to {t} done", err=True)
+
+
+def _build_checks(ctx, path, dockerfile, build_args, report_only: bool) -> bool:
+    """BuildKit's behaviour: checks warn during a build, fail it when the
+    Dockerfile says `# check=error=true`, and `--check` only reports."""
+    from pathlib import Path
+
+    from .. import lint
+    from ..errors import BuildError
+
+    df = Path(dockerfile) if dockerfile else Path(path) / "Dockerfile"
+    if dockerfile and not df.is_absolute() and not df.exists():
+        df = Path(path) / dockerfile
+    try:
+        text = df.read_bytes()
+    except OSError:
+        return False          # the build itself reports the missing file
+    check_arg = _kv(build_args, "--build-arg").get("BUILDKIT_DOCKERFILE_CHECK")
+    try:
+        cfg = lint.config(text, check_arg=check_arg)
+        findings = lint.check(text, filename=df.name, context_dir=Path(path), check_arg=check_arg,
+                              image_config=lint.store_image_config(_store(ctx)))
+    except DockyardError:
+        if report_only:
+            raise
+        return False          # the build reports parse errors with more context
+    if findings:
+        click.echo(lint.format_text(findings), err=True)
+    failed = lint.exit_code(findings, cfg.error or report_only) != 0
+    if report_only:
+        if failed:
+            sys.exit(1)
+        return True
+    if failed and cfg.error:
+        raise BuildError(f"{df.name}: build checks failed: "
+                         + ", ".join(sorted({f.rule for f in findings})))
+    return False
 
 
 @cli.command()
@@ -295,18 +336,27 @@ def import_(ctx, file, name, changes, message):
 @cli.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Also drop the whole build cache.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask.")
+@click.option("--cache-mounts", is_flag=True, help="Also empty RUN --mount=type=cache directories.")
 @click.pass_context
-def prune(ctx, all_, force):
+def prune(ctx, all_, force, cache_mounts):
     """Remove unused blobs, snapshots and (with -a) the build cache."""
     from .. import api
 
-    count, freed = api.prune(all_cache=all_, store=_store(ctx))
+    store = _store(ctx)
+    if cache_mounts:
+        from ..build.mounts import prune_cache_mounts
+
+        click.echo(f"Cleared {prune_cache_mounts(store)} cache mounts")
+    count, freed = api.prune(all_cache=all_, store=store)
     click.echo(f"Deleted {count} blobs; total reclaimed space: {_size(freed)}")
 
 
+from .lint_cmds import COMMANDS as _LINT  # noqa: E402
 from .run import run  # noqa: E402
 
 cli.add_command(run)
+for _cmd in _LINT:
+    cli.add_command(_cmd)
 
 
 def main() -> None:

@@ -89,7 +89,8 @@ class State:
 
     env: dict[str, str | None] = field(default_factory=dict)
     args: set[str] = field(default_factory=set)  # names in env that came from ARG
-    user: str | None = None  # None: not known (assumed root)
+    user: str | None = None  # None: the base image's, not known (assumed root)
+    user_line: int = 0  # the USER instruction that set ``user``
     shell_set: bool = False
     absolute_workdir: bool = False
 
@@ -134,7 +135,7 @@ class LintContext:
     def keyword_span(self, line: int) -> tuple[int, int, int, int]:
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
         col = len(text) - len(text.lstrip()) + 1
-        word = text.lstrip().split(" ", 1)[0]
+        word = (text.split(None, 1) or [""])[0]
         return line, col, line, col + len(word)
 
     def keyword(self, node: Node) -> str:
@@ -157,6 +158,11 @@ class LintContext:
 
     def word_span(self, node: Node, word: str) -> tuple[int, int, int, int]:
         return self.locate(node, r"(?<![^\s=\"'\[,])" + re.escape(word))
+
+    def stage_name_span(self, info: StageInfo) -> tuple[int, int, int, int]:
+        """Where the ``AS name`` of a FROM names the stage (the base may share the word)."""
+        as_word, name = info.node.args[1], info.node.args[2]
+        return self.locate(info.node, rf"(?<=\s){re.escape(as_word)}\s+({re.escape(name)})(?!\S)", group=1)
 
     def report(self, name: str, message: str, span: tuple[int, int, int, int]) -> Finding:
         r = RULES[name]
@@ -183,13 +189,6 @@ class LintContext:
             chain.append(self.stages[index])
             index = self.stages[index].parent
         return chain
-
-    def stage_of(self, command) -> StageInfo:
-        line = command.location.start_line
-        for info in reversed(self.stages):
-            if info.stage.location.start_line <= line:
-                return info
-        return self.stages[0]
 
     # ---- the walk ----------------------------------------------------------------
 
@@ -260,7 +259,9 @@ class LintContext:
                 else:
                     state.env.setdefault(name, None)
         elif isinstance(cmd, ins.UserCommand):
-            state.user = self.expand(cmd.user, state.env)
+            value = self.expand(cmd.user, state.env)
+            state.user = cmd.user if value is None else value  # unresolved: trust the author
+            state.user_line = cmd.location.start_line
         elif isinstance(cmd, ins.ShellCommand):
             state.shell_set = True
         elif isinstance(cmd, ins.WorkdirCommand):

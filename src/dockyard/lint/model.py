@@ -17,7 +17,7 @@ from ..errors import DockerfileError
 if TYPE_CHECKING:
     from .context import LintContext
 
-__all__ = ["CheckConfig", "Finding", "RULES", "Rule", "parse_check_directive", "rule"]
+__all__ = ["RULES", "CheckConfig", "Finding", "Rule", "parse_check_directive", "rule"]
 
 BUILDKIT_DOCS = "https://docs.docker.com/go/dockerfile/rule/"
 WARNING, ERROR = "warning", "error"
