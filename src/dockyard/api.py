@@ -17,8 +17,8 @@ from .errors import DockyardError, ImageNotFound, StoreError
 from .reference import Reference
 from .store import Image, Store
 
-__all__ = ["build", "get_image", "history", "images", "import_image", "inspect", "load",
-           "normalize", "prune", "rmi", "save", "tag", "open_store"]
+__all__ = ["build", "get_image", "history", "images", "import_image", "inspect", "load", "login",
+           "logout", "normalize", "open_store", "prune", "pull", "push", "rmi", "save", "tag"]
 
 
 def open_store(root: str | Path | None = None) -> Store:
@@ -52,7 +52,7 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
           ssh: dict[str, str] | None = None, allow: Iterable[str] = (),
           outputs: Iterable[str | dict] = (), metadata_file: str | None = None,
           annotations: dict[str, str] | None = None, rewrite_timestamp: bool = False,
-          push: bool = False, platforms: Iterable[str] = (),
+          push: bool = False, platforms: Iterable[str] = (), pull: bool = False,
           store: Store | str | None = None) -> Image:
     """Build a Dockerfile into the store; then export it to each of `outputs`
     (BuildKit's --output specs) and push it when `push` is true."""
@@ -65,7 +65,8 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
                         target=target, no_cache=no_cache, labels=dict(labels or {}),
                         network=network, progress=null_listener if progress is None else progress,
                         secrets=dict(secrets or {}), ssh=dict(ssh or {}), allow=set(allow),
-                        annotations=dict(annotations or {}), rewrite_timestamp=rewrite_timestamp)
+                        annotations=dict(annotations or {}), rewrite_timestamp=rewrite_timestamp,
+                        pull=pull)
     from .build import outputs as out
 
     specs = [o if isinstance(o, dict) else out.parse_output(o) for o in outputs]
@@ -113,6 +114,32 @@ def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metad
                                            "digest": digest, "size": st.blobs.size(digest)},
                                        "image.name": ",".join(opts.tags)})
     return st.image_for_platform(digest)
+
+
+def pull(name: str, *, platform: str | None = None, progress=None,
+         store: Store | str | None = None) -> Image:
+    from .registry import pull as registry_pull
+
+    return registry_pull(open_store(store), name, platform=platform, progress=progress)
+
+
+def push(name: str, *, progress=None, store: Store | str | None = None) -> str:
+    """Push a local image (or multi-platform index); returns the manifest digest."""
+    from .registry import push as registry_push
+
+    return registry_push(open_store(store), name, progress=progress)
+
+
+def login(server: str, username: str, password: str) -> None:
+    from .registry import login as registry_login
+
+    registry_login(server, username, password)
+
+
+def logout(server: str) -> bool:
+    from .registry import logout as registry_logout
+
+    return registry_logout(server)
 
 
 def images(store: Store | str | None = None) -> list[Image]:
@@ -182,7 +209,7 @@ def inspect(name: str, store: Store | str | None = None) -> dict:
     return {
         "Id": image.id,
         "RepoTags": [familiar(t) for t in image.tags],
-        "RepoDigests": [],
+        "RepoDigests": _repo_digests(st, image.id),
         "Parent": "",
         "Comment": "",
         "Created": cfg.get("created", ""),
@@ -197,6 +224,15 @@ def inspect(name: str, store: Store | str | None = None) -> dict:
         "Metadata": {"LastTagTime": ""},
         "Descriptor": {"mediaType": image.manifest.get("mediaType"), "digest": image.manifest_digest},
     }
+
+
+def _repo_digests(st: Store, image_id: str) -> list[str]:
+    from .registry import repo_digests
+
+    try:
+        return [familiar(d) if "@" in d else d for d in repo_digests(st, image_id)]
+    except DockyardError:
+        return []
 
 
 def history(name: str, store: Store | str | None = None) -> list[dict]:

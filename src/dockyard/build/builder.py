@@ -50,6 +50,7 @@ class BuildOptions:
     annotations: dict[str, str] = field(default_factory=dict)         # manifest annotations
     rewrite_timestamp: bool = False    # clamp file times in new layers to SOURCE_DATE_EPOCH
     platform: str | None = None        # target platform, e.g. linux/arm64 (default: this machine)
+    pull: bool = False                 # always re-resolve base images from their registry
 
 
 @dataclass
@@ -132,6 +133,7 @@ class Builder:
 
         self.context = SourceTree(context, load_ignore(context, dockerfile))
         self.used_args: set[str] = set()
+        self._pulled: dict[str, Image] = {}
         self.platform_args = platform_args(opts.platform)
         epoch = opts.build_args.get("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH"))
         try:
@@ -269,16 +271,34 @@ class Builder:
         from ..reference import Reference
 
         ref = Reference.parse(name)
+        pulled = self._pulled.get(name)
+        if pulled is not None:
+            return pulled
         try:
+            if self.opts.pull:
+                raise ImageNotFound(name)
             image = self.store.lookup(name, str(ref), platform=self.opts.platform)
         except ImageNotFound:
-            raise ImageNotFound(f"image {name} not found in the local store "
-                                f"(dockyard pull {ref.familiar}, import or load it first)") from None
+            image = self._pull(name)
         want = self.platform_args["TARGETARCH"]
         have = image.config.get("architecture")
         if self.opts.platform and have and have != want:
             raise ImageNotFound(f"image {name} is for {image.config.get('os', 'linux')}/{have}, "
                                 f"not {self.platform_args['TARGETPLATFORM']}")
+        return image
+
+    def _pull(self, name: str) -> Image:
+        """FROM an image that is not here (or `--pull`): fetch it."""
+        from ..registry import pull
+
+        step = self._start(f"[internal] load metadata for {name}")
+        try:
+            image = pull(self.store, name, platform=self.opts.platform)
+        except DockyardError as e:
+            self.emit(Event("error", step, str(e)))
+            raise ImageNotFound(f"image {name} is not in the local store and could not be pulled: {e}") from None
+        self._done(step)
+        self._pulled[name] = image
         return image
 
     # -- dispatch ------------------------------------------------------------

@@ -10,15 +10,7 @@ import click
 
 from .. import __version__
 from ..errors import DockyardError
-
-
-def _store(ctx: click.Context):
-    from ..store import Store
-
-    obj = ctx.ensure_object(dict)
-    if "store" not in obj:
-        obj["store"] = Store(obj.get("root"))
-    return obj["store"]
+from .common import _store
 
 
 def _kv(values, flag: str) -> dict[str, str]:
@@ -118,10 +110,11 @@ def cli(ctx, root):
 @click.option("--platform", "platforms", multiple=True,
               help="Target platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64 (an index).")
 @click.option("--check", is_flag=True, help="Only run the build checks (dockyard lint) and report.")
+@click.option("--pull", is_flag=True, help="Always fetch base images from their registry.")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
           network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp,
-          platforms, check):
+          platforms, check, pull):
     """Build an image from a Dockerfile."""
     from .. import api
     from ..build.outputs import parse_annotations
@@ -142,7 +135,7 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
                       secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, outputs=outputs,
                       push=push, metadata_file=metadata_file,
                       annotations=parse_annotations(annotations), rewrite_timestamp=rewrite_timestamp,
-                      platforms=platforms, store=_store(ctx))
+                      platforms=platforms, pull=pull, store=_store(ctx))
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)
@@ -351,11 +344,13 @@ def prune(ctx, all_, force, cache_mounts):
     click.echo(f"Deleted {count} blobs; total reclaimed space: {_size(freed)}")
 
 
+from . import registry_cmds  # noqa: E402
 from .lint_cmds import COMMANDS as _LINT  # noqa: E402
 from .run import run  # noqa: E402
 
 cli.add_command(run)
-for _cmd in _LINT:
+for _cmd in [*_LINT, registry_cmds.login, registry_cmds.logout, registry_cmds.push, registry_cmds.pull,
+             registry_cmds.manifest]:
     cli.add_command(_cmd)
 
 

@@ -27,7 +27,13 @@ from dockyard.registry.pull import pull
 from dockyard.registry.push import push
 from dockyard.registry.records import repo_digests
 from dockyard.registry.remote import inspect_manifest, login, logout
-from dockyard.registry.transport import MockTransport, Request, Response, RetryPolicy, Transport
+from dockyard.registry.transport import (
+    MockTransport,
+    Request,
+    Response,
+    RetryPolicy,
+    Transport,
+)
 
 __all__ = [
     "Credential",

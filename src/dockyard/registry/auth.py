@@ -180,6 +180,12 @@ class Authenticator:
             return self._credential
 
     def flow(self, request: Request, scopes: Iterable[str], repository: str | None = None) -> Flow:
+        """Yields the requests to send; the answer to the last one is the result.
+
+        With a known challenge the first request already carries credentials;
+        a 401 teaches the challenge (or says the token went bad) and the
+        request goes once more, authorised afresh.
+        """
         scopes = merge_scopes(scopes)
         sent_auth = False
         if self.challenge is not None:
@@ -195,15 +201,19 @@ class Authenticator:
             return
         known = self.challenge
         self.challenge = chosen
+        if sent_auth and chosen.scheme == "basic":
+            return  # the password itself was refused: asking again changes nothing
+        if sent_auth and known is not None:
+            # what we sent was refused (a stale or revoked token): start afresh
+            self.tokens.drop(self._key(known, scopes))
         if chosen.params.get("scope"):
             scopes = merge_scopes(scopes + (chosen.params["scope"],))
-        if sent_auth and known == chosen:
-            # what we sent was refused (a stale or revoked token): start afresh
+        if sent_auth:
             self.tokens.drop(self._key(chosen, scopes))
         header = yield from self._authorize(chosen, scopes, repository)
         if header is None:
             return  # nothing to offer: the caller sees the 401
-        response = yield request.with_header("Authorization", header)
+        yield request.with_header("Authorization", header)  # its answer is the caller's
 
     def _choose(self, challenges: list[Challenge]) -> Challenge | None:
         for scheme in ("bearer", "basic"):
@@ -213,6 +223,7 @@ class Authenticator:
         return None
 
     def _key(self, challenge: Challenge, scopes: tuple[str, ...]) -> tuple:
+        # only realm and service name a token server; error= and scope= vary per answer
         cred = self.credential
         identity = cred.username if cred else ""
         return (challenge.realm, challenge.params.get("service", ""), identity, scopes)

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 from dockyard import __version__
 from dockyard.image import Digest, ImageFormatError, mediatypes
-from dockyard.registry.auth import Authenticator, Credential, TokenCache, repository_scope
+from dockyard.registry.auth import (
+    Authenticator,
+    Credential,
+    TokenCache,
+    repository_scope,
+)
 from dockyard.registry.errors import (
     DigestMismatch,
     RegistryHTTPError,
@@ -66,7 +71,7 @@ class Registry:
                  tokens: TokenCache | None = None):
         self.host = host
         self.options = options or RegistryOptions()
-        inner = transport or HttpxTransport(self.options.tls_for,
+        inner = transport or HttpxTransport(self.options.tls_for, proxy_for=self.options.proxy_for,
                                             connect_timeout=self.options.connect_timeout,
                                             read_timeout=self.options.read_timeout)
         self._owned = inner if transport is None else None
@@ -89,11 +94,14 @@ class Registry:
     def ping(self) -> Response:
         """GET /v2/ on each allowed scheme; the first that answers wins."""
         failure: TransportError | None = None
-        for scheme in self.options.schemes(self.host):
+        schemes = self.options.schemes(self.host)
+        for scheme in schemes:
             request = Request("GET", f"{scheme}://{self.host}/v2/",
                               Headers({"User-Agent": USER_AGENT}))
+            # with a fallback to come, one try is enough (Docker does the same)
+            transport = self.transport if scheme == schemes[-1] else self.transport.inner
             try:
-                response = self.transport.handle(request)
+                response = transport.handle(request)
             except TransportError as e:
                 failure = e
                 continue
@@ -102,7 +110,8 @@ class Registry:
                 self.auth.learn(response)
             self._base = f"{scheme}://{self.host}"
             return response
-        raise TransportError(f"{where(self.host)}: cannot reach the registry: {failure}", self.host)
+        assert failure is not None
+        raise failure  # it names the host; callers add the repository
 
     def send(self, method: str, url: str, *, scopes: Iterable[str] = (), repository: str | None = None,
              headers: dict[str, str] | None = None, body: bytes | Callable[[], Iterable[bytes]] | None = None,
@@ -111,7 +120,11 @@ class Registry:
         if "://" not in url:
             url = self.base_url + url
         all_headers = Headers({"User-Agent": USER_AGENT, **(headers or {})})
-        flow = self.auth.flow(Request(method, url, all_headers, body, retry), scopes, repository)
+        plain = Request(method, url, all_headers, body, retry)
+        if urlsplit(url).netloc != self.host:
+            # an upload Location on other storage: it carries its own authorisation
+            return self.transport.handle(plain)
+        flow = self.auth.flow(plain, scopes, repository)
         request = next(flow)
         while True:
             response = self.transport.handle(request)
@@ -137,10 +150,10 @@ class Repository:
     def where(self) -> str:
         return where(self.registry.host, self.path)
 
-    def _url(self, tail: str) -> str:
+    def url_for(self, tail: str) -> str:
         return f"/v2/{self.path}/{tail}"
 
-    def _send(self, method: str, url: str, action: str, *, scopes: Iterable[str] = (),
+    def send(self, method: str, url: str, action: str, *, scopes: Iterable[str] = (),
               **kwargs) -> Response:
         try:
             return self.registry.send(method, url, scopes=tuple(self.scopes) + tuple(scopes),
@@ -148,7 +161,7 @@ class Repository:
         except TransportError as e:
             raise TransportError(f"{self.where}: {action}: {e}", e.host) from None
 
-    def _fail(self, response: Response, action: str) -> RegistryHTTPError:
+    def error(self, response: Response, action: str) -> RegistryHTTPError:
         body = response.read(1 << 16) if response.status >= 400 else b""
         response.close()
         cls = Unauthorized if response.status in (401, 403) else RegistryHTTPError
@@ -163,10 +176,10 @@ class Repository:
     def get_manifest(self, reference: str) -> Fetched:
         """The manifest or index for a tag or digest, verified against the digest."""
         action = f"fetching manifest {reference}"
-        response = self._send("GET", self._url(f"manifests/{quote(reference, safe=':')}"), action,
+        response = self.send("GET", self.url_for(f"manifests/{quote(reference, safe=':')}"), action,
                               headers={"Accept": ", ".join(MANIFEST_TYPES)})
         if response.status != 200:
-            raise self._fail(response, action)
+            raise self.error(response, action)
         data = response.read(MAX_MANIFEST)
         if len(data) > MAX_MANIFEST:
             raise RegistryHTTPError(self.registry.host, self.path, action, 200, "",
@@ -209,23 +222,23 @@ class Repository:
 
     def head_manifest(self, reference: str) -> Digest | None:
         action = f"checking manifest {reference}"
-        response = self._send("HEAD", self._url(f"manifests/{quote(reference, safe=':')}"), action,
+        response = self.send("HEAD", self.url_for(f"manifests/{quote(reference, safe=':')}"), action,
                               headers={"Accept": ", ".join(MANIFEST_TYPES)})
         response.close()
         if response.status == 404:
             return None
         if response.status != 200:
-            raise self._fail(response, action)
+            raise self.error(response, action)
         announced = response.headers.get("Docker-Content-Digest")
         return Digest.parse(announced) if announced else None
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> Digest:
         action = f"pushing manifest {reference}"
         digest = Digest.of_bytes(data)
-        response = self._send("PUT", self._url(f"manifests/{quote(reference, safe=':')}"), action,
+        response = self.send("PUT", self.url_for(f"manifests/{quote(reference, safe=':')}"), action,
                               headers={"Content-Type": media_type}, body=data, retry=True)
         if response.status not in (200, 201, 202):
-            raise self._fail(response, action)
+            raise self.error(response, action)
         response.close()
         announced = response.headers.get("Docker-Content-Digest")
         if announced and announced != str(digest):
@@ -237,12 +250,12 @@ class Repository:
     def blob_size(self, digest: str) -> int | None:
         """HEAD: the blob's size if the repository has it, else None."""
         action = f"checking blob {digest}"
-        response = self._send("HEAD", self._url(f"blobs/{digest}"), action)
+        response = self.send("HEAD", self.url_for(f"blobs/{digest}"), action)
         response.close()
         if response.status == 404:
             return None
         if response.status != 200:
-            raise self._fail(response, action)
+            raise self.error(response, action)
         length = response.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else -1
 
@@ -267,7 +280,7 @@ class Repository:
         while True:
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             try:
-                response = self._send("GET", self._url(f"blobs/{digest}"), action, headers=headers)
+                response = self.send("GET", self.url_for(f"blobs/{digest}"), action, headers=headers)
                 if response.status == 206 and offset and _range_start(response) == offset:
                     pass  # resuming where the last try stopped
                 elif response.status == 200:
@@ -276,7 +289,7 @@ class Repository:
                         sink.truncate()
                         hasher, offset = expected.hasher(), 0
                 else:
-                    raise self._fail(response, action)
+                    raise self.error(response, action)
                 for chunk in response.iter_bytes():
                     sink.write(chunk)
                     hasher.update(chunk)
@@ -288,6 +301,8 @@ class Repository:
                         progress(offset)
                 break
             except TransportError as e:
+                if not e.temporary:
+                    raise
                 failures += 1
                 if failures >= policy.attempts:
                     raise TransportError(f"{e} (after {failures} tries)", e.host) from None
@@ -301,9 +316,9 @@ class Repository:
     def mount_blob(self, digest: str, source: str) -> bool:
         """Ask for a cross-repository mount; True when the registry did it."""
         action = f"mounting blob {digest} from {source}"
-        url = self._url(f"blobs/uploads/?mount={quote(digest)}&from={quote(source, safe='/')}")
+        url = self.url_for(f"blobs/uploads/?mount={quote(digest)}&from={quote(source, safe='/')}")
         try:
-            response = self._send("POST", url, action, scopes=(repository_scope(source, ("pull",)),),
+            response = self.send("POST", url, action, scopes=(repository_scope(source, ("pull",)),),
                                   retry=True)
         except TransportError:
             return False
@@ -314,73 +329,17 @@ class Repository:
         if response.status == 202 and location:
             # an upload session instead of a mount: we do not need it
             try:
-                self._send("DELETE", urljoin(response.url, location), action).close()
+                self.send("DELETE", urljoin(response.url, location), action).close()
             except TransportError:
                 pass
         return False
 
     def upload_blob(self, digest: str, size: int, read_range: RangeOpener,
                     progress: Progress | None = None) -> None:
-        """Upload a blob: monolithic up to ``monolithic_max``, PATCH chunks above.
+        """Upload a blob (see ``upload.upload_blob``)."""
+        from dockyard.registry.upload import upload_blob
 
-        A failed session is abandoned and a new one started (after checking
-        the blob did not arrive after all), up to the retry policy's tries.
-        """
-        policy = self.registry.options.retry
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                self._upload_once(digest, size, read_range, progress)
-                return
-            except (TransportError, RegistryHTTPError) as e:
-                if not e.temporary or attempt == policy.attempts:
-                    raise
-                policy.wait(attempt)
-                if self.blob_size(digest) is not None:
-                    return
-
-    def _upload_once(self, digest: str, size: int, read_range: RangeOpener,
-                     progress: Progress | None) -> None:
-        action = f"uploading blob {digest}"
-        options = self.registry.options
-        response = self._send("POST", self._url("blobs/uploads/"), action, retry=True,
-                              headers={"Content-Length": "0"})
-        if response.status != 202:
-            raise self._fail(response, action)
-        response.close()
-        location = self._location(response, action)
-        min_chunk = _int(response.headers.get("OCI-Chunk-Min-Length"))
-        offset = 0
-        if size > options.monolithic_max:
-            chunk = max(options.chunk_size, min_chunk)
-            while offset < size:
-                n = min(chunk, size - offset)
-                response = self._send(
-                    "PATCH", location, action, retry=False,
-                    body=_counting(read_range, offset, n, progress),
-                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
-                             "Content-Range": f"{offset}-{offset + n - 1}"})
-                if response.status != 202:
-                    raise self._fail(response, action)
-                response.close()
-                location = self._location(response, action)
-                offset += n
-        sep = "&" if "?" in location else "?"
-        rest = size - offset
-        response = self._send(
-            "PUT", f"{location}{sep}digest={quote(digest)}", action, retry=False,
-            body=_counting(read_range, offset, rest, progress) if rest else b"",
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(rest)})
-        if response.status not in (201, 204):
-            raise self._fail(response, action)
-        response.close()
-
-    def _location(self, response: Response, action: str) -> str:
-        location = response.headers.get("Location")
-        if not location:
-            raise RegistryHTTPError(self.registry.host, self.path, action, response.status,
-                                    response.reason, "no Location header in the answer")
-        # the spec allows a relative Location: resolve it against the request
-        return urljoin(response.url, location)
+        upload_blob(self, digest, size, read_range, progress)
 
 
 def _range_start(response: Response) -> int | None:
@@ -389,20 +348,3 @@ def _range_start(response: Response) -> int | None:
         head = value[6:].split("-", 1)[0]
         return int(head) if head.isdigit() else None
     return None
-
-
-def _int(value: str | None) -> int:
-    return int(value) if value and value.strip().isdigit() else 0
-
-
-def _counting(read_range: RangeOpener, offset: int, length: int,
-              progress: Progress | None) -> Callable[[], Iterator[bytes]]:
-    """An opener of [offset, offset+length) that reports bytes as they go."""
-    def opener() -> Iterator[bytes]:
-        done = offset
-        for chunk in read_range(offset, length):
-            done += len(chunk)
-            if progress is not None:
-                progress(done)
-            yield chunk
-    return opener

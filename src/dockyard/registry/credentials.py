@@ -43,8 +43,7 @@ def hostname(server: str) -> str:
     """``https://host:port/path`` -> ``host:port`` (Docker's ConvertToHostname)."""
     s = server.strip()
     for prefix in ("http://", "https://"):
-        if s.startswith(prefix):
-            s = s[len(prefix):]
+        s = s.removeprefix(prefix)
     return s.split("/", 1)[0]
 
 
@@ -174,7 +173,7 @@ def _b64(text: str) -> str:
 def _run_helper(name: str, action: str, stdin: str) -> subprocess.CompletedProcess[str]:
     program = f"docker-credential-{name}"
     try:
-        return subprocess.run([program, action], input=stdin, capture_output=True, text=True,
+        return subprocess.run([program, action], input=stdin, capture_output=True, text=True, check=False,
                               timeout=60)
     except FileNotFoundError:
         raise CredentialsError(f"credential helper {program} is not installed (named in config.json)") from None

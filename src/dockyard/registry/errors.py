@@ -39,12 +39,12 @@ def where(registry: str, repository: str | None = None) -> str:
 
 
 class TransportError(RegistryError):
-    """The request got no HTTP response at all. Always worth retrying."""
+    """The request got no HTTP response at all. Worth retrying, unless TLS
+    failed: a certificate or a protocol mismatch does not heal by waiting."""
 
-    temporary = True
-
-    def __init__(self, message: str, host: str = ""):
+    def __init__(self, message: str, host: str = "", temporary: bool = True):
         self.host = host
+        self.temporary = temporary
         super().__init__(message)
 
 

@@ -3,6 +3,8 @@
 - TLS: HTTPS is verified with the system trust store plus a registry's own
   CA, as Docker finds it: ``/etc/docker/certs.d/HOST[:PORT]/*.crt`` (and
   client certificates as ``*.cert`` + ``*.key`` pairs there).
+- Proxies: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``, as Docker reads
+  them; loopback addresses never go through a proxy.
 - Insecure registries: loopback ones (127.0.0.0/8, ::1, localhost) as
   Docker allows them, those named with ``--insecure-registry``, and those in
   the dockyard config file. For them HTTPS is tried without verification,
@@ -82,6 +84,18 @@ class RegistryOptions:
             return False
         return _context(str(self.certs_dir), host)
 
+    def proxy_for(self, scheme: str, host: str) -> str | None:
+        """The proxy from HTTPS_PROXY / HTTP_PROXY unless NO_PROXY (or loopback) excludes host."""
+        name = _strip_port(host)
+        if name == "localhost" or _literal_loopback(name):
+            return None
+        for entry in _env("NO_PROXY").split(","):
+            entry = entry.strip().lstrip(".").lower()
+            if entry == "*" or (entry and (host.lower() == entry or name.lower() == entry
+                                           or name.lower().endswith("." + entry))):
+                return None
+        return _env("HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY") or None
+
 
 def _strip_port(host: str) -> str:
     if host.startswith("["):
@@ -103,12 +117,24 @@ def _addresses(name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     out = []
     for info in infos:
         try:
-            out.append(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
+            out.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
         except ValueError:
             continue
     return out
 
 
+def _env(name: str) -> str:
+    return os.environ.get(name) or os.environ.get(name.lower()) or ""
+
+
+def _literal_loopback(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=256)
 def _is_loopback(name: str) -> bool:
     if name == "localhost":
         return True

@@ -91,7 +91,10 @@ class _Puller:
         self._download_all(layers)
 
         sizes = [(l.diff_id, self.store.blobs.size(l.diff_id)) for l in layers]
-        image = self.store.put_image(config_bytes, sizes, tags=self._tags())
+        image = self.store.put_image(config_bytes, sizes)
+        for tag in self._tags():
+            self.store.tag(image.id, tag)  # also moves the name off a local index
+        image = self.store.image(image.id)
         remember_blobs(self.store, [
             BlobSource(l.diff_id, str(l.desc.digest), l.desc.media_type, l.desc.size, ref.domain, ref.path)
             for l in layers])
@@ -165,7 +168,7 @@ class _Puller:
         workers = max(1, self.repo.registry.options.download_concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
             futures = [pool.submit(self._download, layer) for layer in todo.values()]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for f in pending:
                 f.cancel()
             for f in futures:

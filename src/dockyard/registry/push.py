@@ -6,7 +6,8 @@ the target repository, or mount it from another repository of the same
 registry. Only when neither works is the layer compressed (gzip, hashing
 while compressing, once) and uploaded; the result is remembered, so the
 next push of the same layer compresses nothing. Blobs go in parallel, the
-config with them, the manifest last.
+config with them, the manifest last. A tag that names a multi-platform
+image (an index in the store) pushes each image by digest, then the index.
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dockyard.errors import ImageNotFound
-from dockyard.image import Compression, Descriptor, Digest, ImageFormatError, manifest_json, mediatypes
+from dockyard.image import (
+    Compression,
+    Descriptor,
+    Digest,
+    ImageFormatError,
+    Platform,
+    index_json,
+    manifest_json,
+    mediatypes,
+)
 from dockyard.reference import Reference
 from dockyard.registry import progress as ev
 from dockyard.registry.client import Repository
@@ -53,14 +64,19 @@ def push(store: Store, name: str, *, progress: ev.Listener | None = None,
     ref = Reference.parse(name)
     if ref.digest is not None:
         raise RegistryError(f"cannot push to a digest reference: {name}")
-    try:
-        image = store.lookup(name, str(ref))
-    except ImageNotFound:
-        raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") from None
+    index_digest = store.index_of(str(ref))
+    if index_digest is not None:
+        images = store.index_images(index_digest)
+    else:
+        try:
+            images = [store.lookup(name, str(ref))]
+        except ImageNotFound:
+            raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") from None
     repo = open_repository(ref, options or load_options(), push=True, transport=transport)
     try:
         with store.lock():
-            return _Pusher(store, ref, repo, image, ev.locked(progress)).run()
+            pusher = _Pusher(store, ref, repo, ev.locked(progress))
+            return pusher.run(images, store.index(index_digest) if index_digest else None)
     finally:
         repo.registry.close()
 
@@ -73,18 +89,35 @@ class _Result:
 
 
 class _Pusher:
-    def __init__(self, store: Store, ref: Reference, repo: Repository, image: Image, emit: ev.Listener):
+    def __init__(self, store: Store, ref: Reference, repo: Repository, emit: ev.Listener):
         self.store = store
         self.ref = ref
         self.repo = repo
-        self.image = image
         self.emit = emit
         self.options = repo.registry.options
 
-    def run(self) -> str:
-        ref, image = self.ref, self.image
+    def run(self, images: list[Image], local_index: dict | None) -> str:
+        """One image, or (``local_index``) every image of a multi-platform one
+        by digest and then the index under the tag. The manifest digest."""
+        ref = self.ref
+        tag = ref.tag or "latest"
         self.emit(ev.Event(ev.STATUS, ref.familiar,
                            detail=f"The push refers to repository [{ref.repository}]"))
+        if local_index is None:
+            digest, data = self._push_image(images[0], tag)
+        else:
+            entries = []
+            for image in images:
+                child, child_data = self._push_image(image, None)
+                entries.append(Descriptor(mediatypes.OCI_MANIFEST, child, len(child_data),
+                                          platform=_platform_of(image)))
+            data = index_json(entries, local_index.get("annotations") or None, mediatypes.OCI_INDEX)
+            digest = self.repo.put_manifest(tag, data, mediatypes.OCI_INDEX)
+        self.emit(ev.Event(ev.DIGEST, ref.familiar, detail=f"{tag}: digest: {digest} size: {len(data)}"))
+        return str(digest)
+
+    def _push_image(self, image: Image, tag: str | None) -> tuple[Digest, bytes]:
+        """Blobs in parallel, then the manifest: under ``tag``, or by digest."""
         local = image.manifest.get("layers", [])
         if len(local) != len(image.diff_ids):
             raise RegistryError(f"{self.repo.where}: local image {image.id} has {len(local)} layers "
@@ -96,11 +129,11 @@ class _Pusher:
 
         workers = max(1, self.options.upload_concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
-            config_future = pool.submit(self._push_config)
+            config_future = pool.submit(self._push_config, image)
             unique = {layer["digest"]: (layer, diff_id) for layer, diff_id in zip(local, image.diff_ids)}
             layer_futures = {digest: pool.submit(self._push_layer, layer, diff_id, known[diff_id])
                              for digest, (layer, diff_id) in unique.items()}
-            futures = [config_future, *layer_futures.values()]
+            futures: list[Future[Any]] = [config_future, *layer_futures.values()]
             _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for f in pending:
                 f.cancel()
@@ -110,24 +143,21 @@ class _Pusher:
         results = {digest: f.result() for digest, f in layer_futures.items()}
 
         layers = [results[layer["digest"]].desc for layer in local]
-        config_desc = config_future.result()
-        data = manifest_json(config_desc, layers, image.manifest.get("annotations") or None,
+        data = manifest_json(config_future.result(), layers, image.manifest.get("annotations") or None,
                              mediatypes.OCI_MANIFEST)
-        digest = self.repo.put_manifest(ref.tag or "latest", data, mediatypes.OCI_MANIFEST)
+        digest = self.repo.put_manifest(tag or str(Digest.of_bytes(data)), data, mediatypes.OCI_MANIFEST)
 
         for result in results.values():
             for stale in result.stale:
                 forget_blob(self.store, stale)
         remember_blobs(self.store, [r.learnt for r in results.values() if r.learnt is not None])
-        remember_manifest(self.store, ref.domain, ref.path, str(digest), image.id)
-        self.emit(ev.Event(ev.DIGEST, ref.familiar,
-                           detail=f"{ref.tag}: digest: {digest} size: {len(data)}"))
-        return str(digest)
+        remember_manifest(self.store, self.ref.domain, self.repo.path, str(digest), image.id)
+        return digest, data
 
     # -- blobs ------------------------------------------------------------------
 
-    def _push_config(self) -> Descriptor:
-        data = self.image.config_bytes
+    def _push_config(self, image: Image) -> Descriptor:
+        data = image.config_bytes
         digest = Digest.of_bytes(data)
         if self.repo.blob_size(str(digest)) is None:
             self.repo.upload_blob(str(digest), len(data), _bytes_ranges(data))
@@ -141,7 +171,7 @@ class _Pusher:
             raise RegistryError(f"{self.repo.where}: layer {digest}: {e}") from None
         if compression is not Compression.UNCOMPRESSED:
             # already compressed locally: send the blob as it is
-            desc = Descriptor(mediatypes.layer_media_type(compression), digest, int(layer["size"]))
+            desc = Descriptor(mediatypes.layer_media_type(compression), Digest.parse(digest), int(layer["size"]))
             self._upload_file(desc, self.store.blobs.path(digest), sid)
             return _Result(desc)
 
@@ -175,7 +205,7 @@ class _Pusher:
                 compression = mediatypes.compression_of(source.media_type)
             except ImageFormatError:
                 continue
-            desc = Descriptor(mediatypes.layer_media_type(compression), source.digest, source.size)
+            desc = Descriptor(mediatypes.layer_media_type(compression), Digest.parse(source.digest), source.size)
             learnt = BlobSource(diff_id, source.digest, source.media_type, source.size, domain, path)
             if source.digest not in seen:
                 seen.add(source.digest)
@@ -236,3 +266,9 @@ def _bytes_ranges(data: bytes):
     def read_range(offset: int, length: int) -> Iterator[bytes]:
         yield data[offset:offset + length]
     return read_range
+
+
+def _platform_of(image: Image) -> Platform:
+    cfg = image.config
+    return Platform(str(cfg.get("os") or "linux"), str(cfg.get("architecture") or ""),
+                    cfg.get("variant") or None)

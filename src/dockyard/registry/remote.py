@@ -7,7 +7,12 @@ from dockyard.reference import DOCKER_HUB_REGISTRY, Reference
 from dockyard.registry.auth import Credential, TokenCache
 from dockyard.registry.client import Registry, Repository
 from dockyard.registry.credentials import HUB_SERVER, DockerConfig, server_key
-from dockyard.registry.errors import RegistryError, RegistryHTTPError, Unauthorized, error_detail
+from dockyard.registry.errors import (
+    RegistryError,
+    RegistryHTTPError,
+    Unauthorized,
+    error_detail,
+)
 from dockyard.registry.options import RegistryOptions, load_options
 from dockyard.registry.transport import Transport
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, Self
 from urllib.parse import urljoin, urlsplit
 
 from dockyard.registry.errors import TEMPORARY_STATUSES, TransportError
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 Opener = Callable[[], Iterable[bytes]]
-_CHUNK = 1 << 20
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
@@ -86,7 +85,7 @@ class Request:
     method: str
     url: str
     headers: Headers = field(default_factory=Headers)
-    body: bytes | Opener | None = None
+    body: bytes | Opener | None = field(default=None, repr=False)  # may hold a token grant
     # safe to send again after a failure? None: decide by the method
     retry: bool | None = None
 
@@ -151,7 +150,7 @@ class Response:
             close, self._close = self._close, None
             close()
 
-    def __enter__(self) -> Response:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -214,6 +213,8 @@ class RetryTransport:
             try:
                 response = self.inner.handle(request)
             except TransportError as e:
+                if not e.temporary:
+                    raise
                 if last:
                     if attempts > 1:
                         raise TransportError(f"{e} (after {attempts} tries)", e.host) from None
@@ -288,13 +289,13 @@ class HttpxTransport:
                                        headers=request.headers.items(), content=request.content())
             resp = client.send(req, stream=True)
         except httpx.TransportError as e:
-            raise TransportError(_describe(e, parts.netloc), parts.netloc) from None
+            raise _translate(e, parts.netloc) from None
 
         def stream() -> Iterator[bytes]:
             try:
-                yield from resp.iter_bytes(_CHUNK)
+                yield from resp.iter_bytes()  # as it arrives: keeps partial data
             except httpx.TransportError as e:
-                raise TransportError(_describe(e, parts.netloc), parts.netloc) from None
+                raise _translate(e, parts.netloc) from None
 
         return Response(resp.status_code, Headers(resp.headers.multi_items()), str(resp.url),
                         reason=resp.reason_phrase, stream=stream(), close=resp.close)
@@ -306,9 +307,11 @@ class HttpxTransport:
             self._clients.clear()
 
 
-def _describe(e: Exception, host: str) -> str:
-    kind = type(e).__name__
-    text = str(e) or kind
-    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(e.__context__, ssl.SSLError):
-        return f"TLS with {host} failed: {text}"
-    return f"connection to {host} failed: {kind}: {text}"
+def _translate(e: Exception, host: str) -> TransportError:
+    """httpx's errors -> ours, at the boundary; TLS failures are final."""
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__context__
+    if cause is not None:
+        return TransportError(f"TLS with {host} failed: {cause}", host, temporary=False)
+    return TransportError(f"connection to {host} failed: {type(e).__name__}: {e or 'no detail'}", host)
