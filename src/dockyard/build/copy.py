@@ -99,6 +99,36 @@ def absolute_dest(dest: str, workdir: str) -> str:
     return joined
 
 
+def parse_chmod(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise BuildError(f"invalid chmod parameter {value!r}: must be an octal mode") from None
+    if mode > 0o7777:
+        raise BuildError(f"invalid chmod parameter {value!r}")
+    return mode
+
+
+def copy_from_image(snapshots, diff_ids: list[str], where: str, sources: list[str], parents: bool,
+                    root: Path, dest: str, opts: CopyOptions, multiple: bool) -> None:
+    """COPY --from: match the sources in another stage's (or image's) rootfs,
+    mounted over a throwaway upper directory for the copy."""
+    from ..store.store import remove_tree
+    from .context import find_sources
+
+    snap = snapshots.new_upper()
+    try:
+        with snapshots.mounted(snapshots.lowers(diff_ids), snap) as src_root:
+            tree = SourceTree(src_root, is_context=False)
+            for src in sources:
+                pivot, found = find_sources(tree, src, parents, opts.exclude, where)
+                copy_sources(tree, found, root, dest, opts, force_dir=multiple or len(found) > 1, pivot=pivot)
+    finally:
+        remove_tree(snap)
+
+
 def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
                  opts: CopyOptions, *, force_dir: bool = False, pivot: str | None = None) -> None:
     """Copy matches to `dest` in `root`. With a `pivot` (COPY --parents) each
@@ -116,16 +146,18 @@ def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
     if not to_dir:
         existing = fs.resolve(dest)
         to_dir = existing.is_dir() and not existing.is_symlink()
-    copier = _Copier(tree, opts)
+    copier = _Copier(tree, opts, fs)
     for match in matches:
         st = os.stat(match.path) if os.path.lexists(match.path) else None
         if st is None:
             raise BuildError(f"{match.rel or '/'}: not found")
         if stat.S_ISDIR(st.st_mode):
+            # the destination is made like `mkdir -p` (or left as it is); only
+            # what is inside the source directory is copied with its metadata
             target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
-            copier.copy_dir_contents(match, target, match.rel)
+            copier.copy_dir_contents(match, target, dest, match.rel, root_meta=False)
             continue
-        if opts.unpack and _is_archive(match.path):
+        if opts.unpack and stat.S_ISREG(st.st_mode) and _is_archive(match.path):
             target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
             _unpack(match.path, target)
             continue
@@ -143,7 +175,7 @@ def _copy_with_parents(tree: SourceTree, matches: list[Match], fs: RootFS, dest:
                        opts: CopyOptions, pivot: str) -> None:
     uid, gid = opts.chown if opts.chown else (0, 0)
     fs.mkdirs(dest, uid=uid, gid=gid)
-    copier = _Copier(tree, opts)
+    copier = _Copier(tree, opts, fs)
     created: list[tuple[Path, os.stat_result]] = []
     for match in matches:
         sub = relative_to(match.rel, pivot)
@@ -157,22 +189,24 @@ def _copy_with_parents(tree: SourceTree, matches: list[Match], fs: RootFS, dest:
                 created.append((host, os.stat(tree.resolve(src_rel) or tree.root)))
             elif not host.is_dir():
                 raise BuildError(f"cannot create directory {current}: a file is in the way")
-        target = fs.resolve(posixpath.join(current, parts[-1])) if parts else fs.resolve(dest)
+        inroot = posixpath.join(current, parts[-1]) if parts else dest
         st = os.stat(match.path)
         if stat.S_ISDIR(st.st_mode):
-            if not os.path.lexists(target):
-                os.mkdir(target, 0o700)
-            copier.copy_dir_contents(match, target, pivot)
+            target = copier._dir_at(fs.resolve(inroot, follow_last=False), inroot) if parts else fs.resolve(dest)
+            copier.copy_dir_contents(match, target, inroot, pivot)
+        elif parts:
+            copier.copy_file(match.path, st, fs.resolve(inroot, follow_last=False))
         else:
-            copier.copy_file(match.path, st, target if parts else target / basename(match.rel))
+            copier.copy_file(match.path, st, fs.resolve(dest) / basename(match.rel))
     for host, st in reversed(created):
         copier.finish(host, st)
 
 
 class _Copier:
-    def __init__(self, tree: SourceTree, opts: CopyOptions):
+    def __init__(self, tree: SourceTree, opts: CopyOptions, fs: RootFS):
         self.tree = tree
         self.opts = opts
+        self.fs = fs
         self.links: dict[tuple[int, int], Path] = {}
 
     def _owner(self, st: os.stat_result) -> tuple[int, int]:
@@ -230,29 +264,58 @@ class _Copier:
             os.mknod(target, mode, st.st_rdev)
             self.finish(target, st)
 
-    def copy_dir_contents(self, match: Match, target: Path, exclude_base: str) -> None:
+    def copy_dir_contents(self, match: Match, target: Path, inroot: str, exclude_base: str, *,
+                          root_meta: bool = True) -> None:
+        """Copy what is inside a source directory to `target` (the host path of
+        `inroot`, already resolved). Each entry is placed in a directory that
+        was resolved inside the root, so a symlink planted in the image is
+        followed within the rootfs, never onto the host."""
         dirs: list[tuple[Path, os.stat_result]] = []
-        first = True
-        for rel, path, st in self.tree.walk(match, self.opts.exclude, exclude_base):
-            if first:
-                first = False
-                dirs.append((target, os.stat(match.path)))
-                continue
-            dest = target / relative_to(rel, match.rel)
-            if not os.path.isdir(dest.parent):
-                # a parent left out (ignored) while an exception re-includes this entry
-                dest.parent.mkdir(parents=True, mode=0o755, exist_ok=True)
+        placed = {match.rel: (target, inroot)}
+        walker = self.tree.walk(match, self.opts.exclude, exclude_base)
+        next(walker)  # the source directory itself
+        if root_meta:
+            dirs.append((target, os.stat(match.path)))
+        for rel, path, st in walker:
+            parent_rel, _, name = rel.rpartition("/")
+            parent, parent_in = placed.get(parent_rel) or self._parents(parent_rel, path.parent, placed, dirs)
+            dest, dest_in = parent / name, posixpath.join(parent_in, name)
             if stat.S_ISDIR(st.st_mode):
-                if os.path.lexists(dest) and not dest.is_dir():
-                    os.unlink(dest)
-                if not os.path.lexists(dest):
-                    os.mkdir(dest, 0o700)
+                dest = self._dir_at(dest, dest_in)
+                placed[rel] = (dest, dest_in)
                 dirs.append((dest, st))
             else:
                 self.copy_file(path, st, dest)
         # Directory metadata last, deepest first, so file writes don't bump mtimes.
         for dest, st in reversed(dirs):
             self.finish(dest, st)
+
+    def _dir_at(self, dest: Path, dest_in: str) -> Path:
+        """A directory at `dest`: an image symlink to a directory is followed
+        inside the root; anything else that is not a directory is replaced."""
+        if os.path.islink(dest):
+            resolved = self.fs.resolve(dest_in)
+            if os.path.isdir(resolved) and not os.path.islink(resolved):
+                return resolved
+            os.unlink(dest)
+        elif os.path.lexists(dest) and not os.path.isdir(dest):
+            os.unlink(dest)
+        if not os.path.lexists(dest):
+            os.mkdir(dest, 0o700)
+        return dest
+
+    def _parents(self, rel: str, src: Path, placed: dict, dirs: list) -> tuple[Path, str]:
+        # directories left out (.dockerignore) while an exception re-includes
+        # something below them: made with the source directories' metadata
+        if rel in placed:
+            return placed[rel]
+        up_rel, _, name = rel.rpartition("/")
+        up, up_in = self._parents(up_rel, src.parent, placed, dirs)
+        dest_in = posixpath.join(up_in, name)
+        dest = self._dir_at(up / name, dest_in)
+        dirs.append((dest, os.stat(src)))
+        placed[rel] = (dest, dest_in)
+        return placed[rel]
 
 
 def _copy_fd(fd_in: int, fd_out: int, size: int) -> None:

@@ -52,7 +52,17 @@ def heredoc_key(path: str, data: str) -> dict:
     return {"heredoc": path, "sha256": hashlib.sha256(data.encode()).hexdigest()}
 
 
-def write_heredoc(work: Path, path: str, data: str) -> tuple[SourceTree, Match]:
+@dataclass
+class Fetched:
+    """A source made ready for the copier: its tree and the one entry to copy."""
+
+    tree: SourceTree
+    match: Match
+    sha256: str = ""             # URLs: hex digest of the content
+    mtime: float | None = None   # URLs: from Last-Modified
+
+
+def write_heredoc(work: Path, path: str, data: str) -> Fetched:
     """The heredoc as a 0644 file in its own directory under `work`."""
     name = PurePosixPath(path).name
     if name in ("", ".", ".."):
@@ -61,7 +71,7 @@ def write_heredoc(work: Path, path: str, data: str) -> tuple[SourceTree, Match]:
     target = top / name
     target.write_bytes(data.encode())
     os.chmod(target, 0o644)
-    return SourceTree(top, is_context=False), Match(name, target)
+    return Fetched(SourceTree(top, is_context=False), Match(name, target))
 
 
 # -- URLs ----------------------------------------------------------------------
@@ -83,15 +93,7 @@ def parse_checksum(value: str) -> tuple[str, str]:
     return algo, hexpart
 
 
-@dataclass
-class Download:
-    tree: SourceTree
-    match: Match
-    sha256: str              # hex digest of the content
-    mtime: float | None      # from Last-Modified
-
-
-def download(url: str, work: Path, checksum: str | None = None) -> Download:
+def download(url: str, work: Path, checksum: str | None = None) -> Fetched:
     """Fetch `url` into a fresh directory under `work`, verifying `checksum`."""
     want = parse_checksum(checksum) if checksum else None
     name = url_filename(url)
@@ -120,7 +122,7 @@ def download(url: str, work: Path, checksum: str | None = None) -> Download:
     mtime = _http_time(modified)
     if mtime is not None:
         os.utime(target, (mtime, mtime))
-    return Download(SourceTree(top, is_context=False), Match(name, target), sha256.hexdigest(), mtime)
+    return Fetched(SourceTree(top, is_context=False), Match(name, target), sha256.hexdigest(), mtime)
 
 
 def _http_time(value: str | None) -> float | None:
@@ -205,8 +207,8 @@ def resolve_commit(ref: GitRef) -> str:
     raise BuildError(f"{what}: no such branch, tag or ref")
 
 
-def checkout(ref: GitRef, commit: str, work: Path, keep_git_dir: bool) -> Path:
-    """Clone `commit` of `ref.remote` under `work`; returns the directory to copy."""
+def checkout(ref: GitRef, commit: str, work: Path, keep_git_dir: bool) -> Fetched:
+    """Clone `commit` of `ref.remote` under `work`; the subdirectory is what is copied."""
     top = _fresh_dir(work, "git")
     what = f"failed to fetch {ref.remote}"
     _git(["init", "-q", str(top)], what=what)
@@ -237,7 +239,7 @@ def checkout(ref: GitRef, commit: str, work: Path, keep_git_dir: bool) -> Path:
     source = top / ref.subdir if ref.subdir else top
     if ref.subdir and (".." in ref.subdir.split("/") or not source.is_dir()):
         raise BuildError(f"{what}: no directory {ref.subdir!r} at {full[:12]}")
-    return source
+    return Fetched(SourceTree(source, is_context=False), Match("", source))
 
 
 def _normalize_modes(top: Path) -> None:

@@ -14,7 +14,6 @@ import threading
 
 from ..errors import BuildError
 from . import config as cfg
-from .context import SourceTree
 from .copy import CopyOptions, RootFS, absolute_dest, copy_sources, dest_is_dir
 from .progress import Event
 
@@ -271,18 +270,6 @@ def do_run(b, stage, state, cmd, title):
     b._layer_step(state, cmd, title, inputs, run, created_by)
 
 
-def _parse_chmod(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise BuildError(f"invalid chmod parameter {value!r}: must be an octal mode") from None
-    if mode > 0o7777:
-        raise BuildError(f"invalid chmod parameter {value!r}")
-    return mode
-
-
 def _copy(b, stage, state, cmd, title, name: str):
     """COPY and ADD. Sources are copied in order (paths, URLs and git refs,
     then heredocs), each keyed by content: context files by digest, a URL by
@@ -294,6 +281,7 @@ def _copy(b, stage, state, cmd, title, name: str):
     from ..store.store import remove_tree
     from . import fetch
     from .context import find_sources
+    from .copy import copy_from_image, parse_chmod
 
     cmd = _expanded(b, state, cmd)
     if cmd.heredocs:  # unquoted delimiters: expanded like BuildKit, quotes kept
@@ -302,7 +290,7 @@ def _copy(b, stage, state, cmd, title, name: str):
     sources, docs, from_ = list(cmd.sources), list(cmd.heredocs), getattr(cmd, "from_", None) or ""
     parents, unpack = getattr(cmd, "parents", False), getattr(cmd, "unpack", None)
     checksum, keep_git = getattr(cmd, "checksum", None) or "", getattr(cmd, "keep_git_dir", False)
-    chmod, chown = _parse_chmod(cmd.chmod), cmd.chown or ""
+    chmod, chown = parse_chmod(cmd.chmod), cmd.chown or ""
     exclude = PatternMatcher(cmd.excludes) if cmd.excludes else None
     dest = absolute_dest(cmd.dest, _workdir(state))
     kinds = [fetch.source_kind(s, name) if not from_ else "path" for s in sources]
@@ -317,7 +305,7 @@ def _copy(b, stage, state, cmd, title, name: str):
             inputs[flag] = value
     multiple = len(sources) + len(docs) > 1
     work = b.store.tmp_dir / f"copy-{os.getpid()}-{threading.get_ident()}"
-    jobs: list = []   # (produce, pivot, keep_owner, unpack): copied in this order
+    jobs: list = []   # (produce -> (tree, matches), pivot, unpack): copied in this order
 
     try:
         for src, kind in zip(sources, kinds):
@@ -325,32 +313,33 @@ def _copy(b, stage, state, cmd, title, name: str):
                 break
             if kind == "url" and checksum:
                 inputs["url"] = {src: checksum}
-                jobs.append((lambda src=src: _one(fetch.download(src, work, checksum)), None, False, unpack))
+                jobs.append((lambda src=src: _one(fetch.download(src, work, checksum)), None, unpack))
             elif kind == "url":
                 got = fetch.download(src, work)
                 inputs.setdefault("url", {})[src] = {"sha256": got.sha256, "mtime": got.mtime}
-                jobs.append((lambda got=got: _one(got), None, False, unpack))
+                jobs.append((lambda got=got: _one(got), None, unpack))
             elif kind == "git":
                 ref = fetch.parse_git_ref(src)
                 commit = fetch.resolve_commit(ref)
                 if checksum and not (commit.startswith(checksum) or checksum.startswith(commit)):
                     raise BuildError(f"checksum mismatch: {src} is at commit {commit}, not {checksum}")
                 inputs.setdefault("git", {})[src] = commit
-                jobs.append((lambda ref=ref, commit=commit: _tree_of(fetch.checkout(ref, commit, work, keep_git)),
-                             None, False, False))
+                jobs.append((lambda ref=ref, commit=commit: _one(fetch.checkout(ref, commit, work, keep_git)),
+                             None, False))
             else:
                 pivot, found = find_sources(b.context, src, parents, exclude,
                                             "in the build context or excluded by .dockerignore")
                 for m in found:
                     inputs.setdefault("files", {})[m.rel or "."] = b.context.digest(m, exclude, pivot)
                 multiple = multiple or (len(found) > 1 and any(c in src for c in "*?["))
-                jobs.append((lambda found=found: (b.context, found), pivot, False, name == "ADD" and unpack is not False))
+                local_unpack = name == "ADD" and unpack is not False
+                jobs.append((lambda found=found: (b.context, found), pivot, local_unpack))
         if from_:
             src_diff = _source_diff_ids(b, stage, from_)
             inputs["from"] = chain_ids(src_diff)[-1] if src_diff else "scratch"
         for doc in docs:
             inputs.setdefault("heredocs", []).append(fetch.heredoc_key(doc.path, doc.data))
-            jobs.append((lambda doc=doc: _one(fetch.write_heredoc(work, doc.path, doc.data)), None, False, False))
+            jobs.append((lambda doc=doc: _one(fetch.write_heredoc(work, doc.path, doc.data)), None, False))
         if multiple and not dest_is_dir(cmd.dest) and not parents:
             raise BuildError(f"When using {name} with more than one source file, "
                              "the destination must be a directory and end with a /")
@@ -368,12 +357,11 @@ def _copy(b, stage, state, cmd, title, name: str):
                 return CopyOptions(chown=owner, chmod=chmod, keep_owner=keep_owner, unpack=unpack_it is True,
                                    exclude=exclude)
             if from_:
-                _copy_from(b, src_diff, from_, sources, parents, exclude, root, dest,
-                           options(True, False), multiple)
-            for produce, pivot, keep_owner, unpack_it in jobs:
+                copy_from_image(b.snapshots, src_diff, f"in {from_}", sources, parents, root, dest,
+                                options(True, False), multiple)
+            for produce, pivot, unpack_it in jobs:
                 tree, found = produce()
-                copy_sources(tree, found, root, dest, options(keep_owner, unpack_it), force_dir=multiple,
-                             pivot=pivot)
+                copy_sources(tree, found, root, dest, options(False, unpack_it), force_dir=multiple, pivot=pivot)
             return []
 
         extra = {"independent": True} if link else {}
@@ -383,36 +371,14 @@ def _copy(b, stage, state, cmd, title, name: str):
 
 
 def _one(got):
-    """(tree, [match]) of a download or heredoc."""
-    return (got.tree, [got.match]) if hasattr(got, "tree") else (got[0], [got[1]])
-
-
-def _tree_of(top):
-    from .context import Match
-
-    return SourceTree(top, is_context=False), [Match("", top)]
+    """(tree, [match]) of a fetched heredoc, download or git checkout."""
+    return got.tree, [got.match]
 
 
 def _source_diff_ids(b, stage, from_: str) -> list[str]:
     index = b.stages.index(stage) if stage in b.stages else len(b.stages)
     ref = b._stage_ref(from_, index)
     return b.results[ref].diff_ids if ref is not None else b._resolve(from_).diff_ids
-
-
-def _copy_from(b, src_diff, from_, sources, parents, exclude, root, dest, opts, multiple):
-    """COPY --from: the sources are matched in the other stage's (or image's) rootfs."""
-    from ..store.store import remove_tree
-    from .context import find_sources
-
-    snap = b.snapshots.new_upper()
-    try:
-        with b.snapshots.mounted(b.snapshots.lowers(src_diff), snap) as src_root:
-            tree = SourceTree(src_root, is_context=False)
-            for src in sources:
-                pivot, found = find_sources(tree, src, parents, exclude, f"in {from_}")
-                copy_sources(tree, found, root, dest, opts, force_dir=multiple or len(found) > 1, pivot=pivot)
-    finally:
-        remove_tree(snap)
 
 
 def do_copy(b, stage, state, cmd, title):
