@@ -53,7 +53,7 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
           outputs: Iterable[str | dict] = (), metadata_file: str | None = None,
           annotations: dict[str, str] | None = None, rewrite_timestamp: bool = False,
           push: bool = False, platforms: Iterable[str] = (), pull: bool = False,
-          store: Store | str | None = None) -> Image:
+          sbom: str | None = None, store: Store | str | None = None) -> Image:
     """Build a Dockerfile into the store; then export it to each of `outputs`
     (BuildKit's --output specs) and push it when `push` is true."""
     from .build.builder import BuildOptions, Builder
@@ -72,6 +72,9 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
     specs = [o if isinstance(o, dict) else out.parse_output(o) for o in outputs]
     if push:
         specs.append({"type": "registry"})
+    if sbom and not any(s["type"] == "registry" or s.get("push") == "true" for s in specs):
+        raise DockyardError("--sbom attaches the SBOM to the pushed image: add --push "
+                            "(or --output type=registry)")
     wanted = [p.strip() for item in platforms for p in item.split(",") if p.strip()]
     if len(wanted) > 1:
         return _build_multi(st, opts, wanted, specs, metadata_file)
@@ -80,6 +83,9 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
     image = Builder(st).build(opts)
     for spec in specs:
         out.export(st, image, spec, opts.tags)
+        if sbom and spec["type"] in ("registry", "image"):
+            for name in [n for n in spec.get("name", "").split(",") if n] or opts.tags:
+                attach_sbom(name, sbom, store=st)
     if metadata_file:
         out.write_metadata(metadata_file, out.metadata(st, image, opts.tags))
     return image
@@ -121,6 +127,27 @@ def pull(name: str, *, platform: str | None = None, progress=None,
     from .registry import pull as registry_pull
 
     return registry_pull(open_store(store), name, platform=platform, progress=progress)
+
+
+def attach_sbom(name: str, fmt: str = "spdx-json", store: Store | str | None = None) -> str:
+    """Push an SBOM of the local image `name` as an OCI artifact whose subject
+    is the image as pushed (push it first). Returns the artifact's digest."""
+    from .analysis import sbom_artifact
+    from .registry import repo_digests
+    from .registry.referrers import attach, subject_of
+
+    st = open_store(store)
+    image = get_image(st, name)
+    canonical = normalize(name)
+    repository = Reference.parse(name).repository
+    known = [d.split("@", 1)[1] for d in repo_digests(st, image.id) if d.split("@", 1)[0] == repository]
+    digest = known[-1] if known else None
+    if digest is None:
+        raise DockyardError(f"{name} has not been pushed: push it before attaching an SBOM")
+    subject = subject_of(canonical, digest)
+    manifest, blobs = sbom_artifact(st, image, "spdx-json" if fmt in ("true", "spdx", "") else fmt,
+                                    subject=subject)
+    return attach(canonical, digest, manifest, blobs)
 
 
 def push(name: str, *, progress=None, store: Store | str | None = None) -> str:

@@ -68,3 +68,33 @@ def test_unreachable_registry_is_a_clear_build_error(store, tmp_path):
                           "build", str(ctx)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "Dockerfile:1" in res.stderr and "127.0.0.1:9" in res.stderr
+
+
+def test_build_sbom_is_attached_to_the_pushed_image(plain_registry, base_image, store, tmp_path):
+    from dockyard.reference import Reference
+    from dockyard.registry import RegistryOptions
+    from dockyard.registry.referrers import referrers_tag
+    from dockyard.registry.remote import open_repository
+
+    ctx = tmp_path / "ctx"
+    (ctx / "dpkg").mkdir(parents=True)
+    (ctx / "dpkg" / "status").write_text(
+        "Package: libdemo1\nStatus: install ok installed\nVersion: 1.2-3\nArchitecture: amd64\n\n")
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nCOPY dpkg/status /var/lib/dpkg/status\n")
+    name = f"{plain_registry.host}/sbom/app:1"
+    api.build(ctx, store=store, tags=[name], push=True, sbom="spdx-json")
+    repo = open_repository(Reference.parse(name), RegistryOptions())
+    try:
+        digest = str(repo.head_manifest("1"))
+        index = json.loads(repo.get_manifest(referrers_tag(digest)).data)
+        (entry,) = index["manifests"]
+        assert entry["artifactType"] == "application/spdx+json"
+        artifact = json.loads(repo.get_manifest(entry["digest"]).data)
+        assert artifact["subject"]["digest"] == digest
+        (layer,) = artifact["layers"]
+        sbom = json.loads(repo.read_blob(layer["digest"], layer["size"]))
+        assert "libdemo1" in {p["name"] for p in sbom["packages"]}
+    finally:
+        repo.registry.close()
+    with __import__("pytest").raises(Exception, match="--push"):
+        api.build(ctx, store=store, tags=[name], sbom="spdx-json")

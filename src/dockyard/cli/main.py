@@ -111,10 +111,12 @@ def cli(ctx, root):
               help="Target platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64 (an index).")
 @click.option("--check", is_flag=True, help="Only run the build checks (dockyard lint) and report.")
 @click.option("--pull", is_flag=True, help="Always fetch base images from their registry.")
+@click.option("--sbom", type=click.Choice(["true", "spdx-json", "cyclonedx-json"]),
+              help="Attach an SBOM to the pushed image (needs --push).")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
           network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp,
-          platforms, check, pull):
+          platforms, check, pull, sbom):
     """Build an image from a Dockerfile."""
     from .. import api
     from ..build.outputs import parse_annotations
@@ -135,7 +137,7 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
                       secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, outputs=outputs,
                       push=push, metadata_file=metadata_file,
                       annotations=parse_annotations(annotations), rewrite_timestamp=rewrite_timestamp,
-                      platforms=platforms, pull=pull, store=_store(ctx))
+                      platforms=platforms, pull=pull, sbom=sbom, store=_store(ctx))
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)
@@ -345,11 +347,12 @@ def prune(ctx, all_, force, cache_mounts):
 
 
 from . import registry_cmds  # noqa: E402
+from .inspect_cmds import COMMANDS as _INSPECT  # noqa: E402
 from .lint_cmds import COMMANDS as _LINT  # noqa: E402
 from .run import run  # noqa: E402
 
 cli.add_command(run)
-for _cmd in [*_LINT, registry_cmds.login, registry_cmds.logout, registry_cmds.push, registry_cmds.pull,
+for _cmd in [*_LINT, *_INSPECT, registry_cmds.login, registry_cmds.logout, registry_cmds.push, registry_cmds.pull,
              registry_cmds.manifest]:
     cli.add_command(_cmd)
 
