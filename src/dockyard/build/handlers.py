@@ -7,10 +7,12 @@ instructions hand a `run(root, step)` callback to Builder._layer_step.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
 import threading
+from pathlib import Path
 
 from ..errors import BuildError
 from . import config as cfg
@@ -209,10 +211,39 @@ def do_workdir(b, stage, state, cmd, title):
     b._layer_step(state, cmd, title, inputs, run, "WORKDIR " + path)
 
 
+_HEREDOC_ONLY = re.compile(r"""^\s*<<-?\s*(["']?)([^\s"']+)\1\s*$""")
+
+
+def _heredoc_run(state, cmd) -> tuple[list[str], dict[str, str]]:
+    """BuildKit's RUN heredocs. A RUN that is only `<<EOF` runs the body as a
+    script file (so a `#!` line picks the interpreter); any other command gets
+    the bodies appended so the shell reads them as ordinary heredocs.
+    Returns (argv, {name: script} for files to mount at /dev/pipes/)."""
+    line = " ".join(cmd.cmd)
+    docs = list(cmd.heredocs)
+    only = _HEREDOC_ONLY.match(line)
+    if len(docs) == 1 and only and only.group(2) == docs[0].name:
+        body = docs[0].content
+        if docs[0].chomp:
+            from ..dockerfile.heredoc import chomp_heredoc_content
+
+            body = chomp_heredoc_content(body)
+        return _shell(state) + [f"/dev/pipes/{docs[0].name}"], {docs[0].name: body}
+    script = line
+    for doc in docs:
+        body = doc.content if doc.content.endswith("\n") or not doc.content else doc.content + "\n"
+        script += "\n" + body + doc.name
+    return _shell(state) + [script], {}
+
+
 def do_run(b, stage, state, cmd, title):
     from . import mounts as mnt
 
-    argv = _argv(state, cmd)
+    pipes: dict[str, str] = {}
+    if getattr(cmd, "heredocs", None) and cmd.prepend_shell:
+        argv, pipes = _heredoc_run(state, cmd)
+    else:
+        argv = _argv(state, cmd)
     env = state.run_env()
     user = state.config.get("User") or ""
     cwd = _workdir(state)
@@ -230,6 +261,8 @@ def do_run(b, stage, state, cmd, title):
         inputs["mounts"] = [mnt.key_of(m) for m in mounts]
     if caps is not None:
         inputs["security"] = "insecure"
+    if pipes:
+        inputs["heredocs"] = pipes
 
     def run(root, step):
         from ..runtime.container import missing_mount_points, run_process
@@ -248,9 +281,10 @@ def do_run(b, stage, state, cmd, title):
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
-            with os.fdopen(write_fd, "wb", buffering=0) as w, \
+            with contextlib.ExitStack() as stack, os.fdopen(write_fd, "wb", buffering=0) as w, \
                     mnt.prepared(b, mounts, lambda text: b.emit(Event("info", step, text))) as (extra, extra_env):
                 stubs = missing_mount_points(root, [m["destination"] for m in extra])
+                extra = extra + _pipe_mounts(b, pipes, stack)
                 names = {e.partition("=")[0] for e in extra_env}
                 run_env = [e for e in env if e.partition("=")[0] not in names] + extra_env
                 code = run_process(root, argv, env=run_env, cwd=cwd, user=user, network=network,
@@ -268,6 +302,27 @@ def do_run(b, stage, state, cmd, title):
         return stubs
 
     b._layer_step(state, cmd, title, inputs, run, created_by)
+
+
+def _pipe_mounts(b, pipes: dict[str, str], stack) -> list[dict]:
+    """Heredoc scripts as read-only files under /dev/pipes (a tmpfs in the
+    container, so nothing reaches the layer)."""
+    if not pipes:
+        return []
+    import tempfile
+
+    from ..store.store import remove_tree
+
+    tmp = Path(tempfile.mkdtemp(dir=b.store.tmp_dir, prefix="pipes-"))
+    stack.callback(remove_tree, tmp)
+    out = []
+    for name, body in pipes.items():
+        path = tmp / name
+        path.write_text(body)
+        os.chmod(path, 0o755)
+        out.append({"destination": f"/dev/pipes/{name}", "type": "bind", "source": str(path),
+                    "options": ["rbind", "ro", "nosuid", "nodev"]})
+    return out
 
 
 def _copy(b, stage, state, cmd, title, name: str):
