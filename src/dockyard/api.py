@@ -53,7 +53,8 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
           outputs: Iterable[str | dict] = (), metadata_file: str | None = None,
           annotations: dict[str, str] | None = None, rewrite_timestamp: bool = False,
           push: bool = False, platforms: Iterable[str] = (), pull: bool = False,
-          sbom: str | None = None, store: Store | str | None = None) -> Image:
+          sbom: str | None = None, cache_to: Iterable[str] = (), cache_from: Iterable[str] = (),
+          store: Store | str | None = None) -> Image:
     """Build a Dockerfile into the store; then export it to each of `outputs`
     (BuildKit's --output specs) and push it when `push` is true."""
     from .build.builder import BuildOptions, Builder
@@ -69,6 +70,10 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
                         pull=pull)
     from .build import outputs as out
 
+    from .build import cache_io
+
+    cache_to_specs = [cache_io.parse_spec(c, "--cache-to") for c in cache_to]
+    opts.cache_from = [cache_io.import_cache(cache_io.parse_spec(c, "--cache-from")) for c in cache_from]
     specs = [o if isinstance(o, dict) else out.parse_output(o) for o in outputs]
     if push:
         specs.append({"type": "registry"})
@@ -80,7 +85,10 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
         return _build_multi(st, opts, wanted, specs, metadata_file)
     if wanted:
         opts.platform = wanted[0]
-    image = Builder(st).build(opts)
+    builder = Builder(st)
+    image = builder.build(opts)
+    for spec in cache_to_specs:
+        cache_io.export_cache(st, spec, builder.cache_records, image, builder.fetch_layer)
     for spec in specs:
         out.export(st, image, spec, opts.tags)
         if sbom and spec["type"] in ("registry", "image"):

@@ -31,8 +31,9 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 
 class Snapshotter:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, fetch=None):
         self.store = store
+        self.fetch = fetch      # callable(diff_id) that brings a missing layer blob in
         self._empty = store.snapshot_dir / "empty"
         self._empty.mkdir(exist_ok=True)
 
@@ -50,6 +51,8 @@ class Snapshotter:
     def _unpack(self, diff_id: str, chain: str, parent: str | None, below: list[Path]) -> Path:
         from .layer import apply_layer
 
+        if self.fetch is not None and not self.store.blobs.has(diff_id):
+            self.fetch(diff_id)
         snap = self.store.new_snapshot_dir()
         try:
             (snap / "fs").mkdir()

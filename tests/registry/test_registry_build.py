@@ -98,3 +98,29 @@ def test_build_sbom_is_attached_to_the_pushed_image(plain_registry, base_image, 
         repo.registry.close()
     with __import__("pytest").raises(Exception, match="--push"):
         api.build(ctx, store=store, tags=[name], sbom="spdx-json")
+
+
+def test_registry_cache_shared_between_two_empty_stores(plain_registry, base_image, store, tmp_path):
+    base_ref = f"{plain_registry.host}/lib/cachebase:1"
+    api.tag("busybox:latest", base_ref, store=store)
+    api.push(base_ref, store=store)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base_ref} AS build\nRUN echo built > /out && echo scratch > /tmp/work\n"
+        f"FROM {base_ref}\nCOPY --from=build /out /out\nRUN cat /out > /final\n")
+    cache_ref = f"{plain_registry.host}/cache/app:buildcache"
+    first = api.build(ctx, store=Store(tmp_path / "ci-1"), cache_to=[f"type=registry,ref={cache_ref},mode=max"])
+
+    from support import Events
+
+    events = Events()
+    second_store = Store(tmp_path / "ci-2")
+    image = api.build(ctx, store=second_store, cache_from=[f"type=registry,ref={cache_ref}"], progress=events)
+    assert image.diff_ids == first.diff_ids
+    assert len(events.kinds("cached")) == 3 and not events.kinds("output")
+    assert all(second_store.blobs.has(d) for d in first.diff_ids)
+    # the build stage's own layer was reused by key and never downloaded
+    stage_layers = {json.loads(v)["diff_id"] for (v,) in
+                    Store(tmp_path / "ci-1").db.execute("SELECT value FROM cache").fetchall()} - set(first.diff_ids)
+    assert stage_layers and not any(second_store.blobs.has(d) for d in stage_layers)

@@ -51,6 +51,7 @@ class BuildOptions:
     rewrite_timestamp: bool = False    # clamp file times in new layers to SOURCE_DATE_EPOCH
     platform: str | None = None        # target platform, e.g. linux/arm64 (default: this machine)
     pull: bool = False                 # always re-resolve base images from their registry
+    cache_from: list = field(default_factory=list)   # ImportedCache objects (--cache-from)
 
 
 @dataclass
@@ -104,7 +105,9 @@ def _key(inputs: dict) -> str:
 class Builder:
     def __init__(self, store: Store):
         self.store = store
-        self.snapshots = Snapshotter(store)
+        self.snapshots = Snapshotter(store, fetch=self.fetch_layer)
+        self.cache_records: list[dict] = []   # every layer step of this build, for --cache-to
+        self._remote: dict[str, object] = {}  # diff id -> ImportedCache that can fetch it
         self._step = 0
         self._lock = threading.Lock()
 
@@ -363,9 +366,11 @@ class Builder:
     # -- layer steps ---------------------------------------------------------
 
     def _layer_step(self, state: StageState, cmd, title: str, inputs: dict, run, created_by: str,
-                    independent: bool = False) -> None:
+                    independent: bool = False, alt_inputs=None) -> None:
         """`independent` (COPY --link): `run` gets an empty directory instead of
-        the parent's merged view, and the cache key leaves the parent out."""
+        the parent's merged view, and the cache key leaves the parent out.
+        `alt_inputs` (COPY --from) gives a second key, by content, tried when
+        the first misses: a rebuilt source stage with the same files still hits."""
         step = self._start(title)
         started = time.monotonic()
         parent = chain_ids(state.diff_ids)[-1] if state.diff_ids and not independent else ""
@@ -374,11 +379,20 @@ class Builder:
             inputs["epoch"] = self.epoch
         key = _key(inputs)
         slot = f"{self.filename}|{state.name}|{getattr(cmd, 'location', '')}"
+        keys = [key]
         if not self.opts.no_cache:
-            hit = self.store.cache_get(key)
-            if hit and self.store.blobs.has(hit["diff_id"]):
+            hit = self._lookup(key)
+            if not hit and alt_inputs is not None:
+                keys.append(_key({"parent": parent, **alt_inputs()}))
+                hit = self._lookup(keys[-1])
+                if hit:
+                    self.store.cache_put(key, {**hit, "blobs": [hit["diff_id"]]}, slot, inputs)
+            if hit:
                 state.diff_ids.append(hit["diff_id"])
-                self._history(state, created_by, False, hit.get("created") or cfgmod.now())
+                created = hit.get("created") or cfgmod.now()
+                self._history(state, created_by, False, created)
+                for k in keys:
+                    self.cache_records.append({"key": k, "diff_id": hit["diff_id"], "created": created})
                 self.emit(Event("cached", step))
                 return
             previous = self.store.cache_previous(slot)
@@ -406,10 +420,39 @@ class Builder:
                 self.emit(Event("error", step, str(e)))
             raise
         created = cfgmod.now()
-        self.store.cache_put(key, {"diff_id": diff_id, "blobs": [diff_id], "created": created}, slot, inputs)
+        if alt_inputs is not None and len(keys) == 1 and not independent:
+            keys.append(_key({"parent": parent, **alt_inputs()}))
+        for k in keys:
+            self.store.cache_put(k, {"diff_id": diff_id, "blobs": [diff_id], "created": created}, slot, inputs)
+            self.cache_records.append({"key": k, "diff_id": diff_id, "created": created})
         state.diff_ids.append(diff_id)
         self._history(state, created_by, False, created)
         self._done(step, started)
+
+    def _lookup(self, key: str) -> dict | None:
+        hit = self.store.cache_get(key)
+        if hit and self.store.blobs.has(hit["diff_id"]):
+            return hit
+        return self._imported_hit(key)
+
+    def _imported_hit(self, key: str) -> dict | None:
+        for imported in self.opts.cache_from:
+            entry = imported.entries.get(key)
+            if entry and (self.store.blobs.has(entry["diff_id"]) or imported.has_layer(entry["diff_id"])):
+                self._remote[entry["diff_id"]] = imported
+                return entry
+        return None
+
+    def fetch_layer(self, diff_id: str) -> None:
+        """Bring in a layer known only from an imported cache."""
+        if self.store.blobs.has(diff_id):
+            return
+        source = self._remote.get(diff_id)
+        if source is None:
+            raise BuildError(f"layer {diff_id} is missing from the store")
+        step = self._start(f"[cache] fetching layer {diff_id[7:19]} from {source.where}")
+        source.fetch(self.store, diff_id)
+        self._done(step)
 
     def _write_diff(self, upper: Path) -> str:
         from ..layer import write_upper_diff
@@ -420,6 +463,8 @@ class Builder:
             return w.commit()
 
     def _commit_image(self, state: StageState) -> Image:
+        for diff_id in state.diff_ids:
+            self.fetch_layer(diff_id)
         image = state.image
         if self.opts.labels:
             labels = dict(image["config"].get("Labels") or {})

@@ -129,6 +129,27 @@ def copy_from_image(snapshots, diff_ids: list[str], where: str, sources: list[st
         remove_tree(snap)
 
 
+def source_digests(snapshots, diff_ids: list[str], where: str, sources: list[str], parents: bool,
+                   exclude) -> dict[str, str]:
+    """Content digests of what COPY --from would copy: a second cache key that
+    still matches when the source stage was rebuilt into the same files."""
+    from ..store.store import remove_tree
+    from .context import find_sources
+
+    out: dict[str, str] = {}
+    snap = snapshots.new_upper()
+    try:
+        with snapshots.mounted(snapshots.lowers(diff_ids), snap) as src_root:
+            tree = SourceTree(src_root, is_context=False)
+            for src in sources:
+                pivot, found = find_sources(tree, src, parents, exclude, where)
+                for m in found:
+                    out[f"{src}|{m.rel or '.'}"] = tree.digest(m)
+    finally:
+        remove_tree(snap)
+    return out
+
+
 def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
                  opts: CopyOptions, *, force_dir: bool = False, pivot: str | None = None) -> None:
     """Copy matches to `dest` in `root`. With a `pivot` (COPY --parents) each

@@ -420,6 +420,15 @@ def _copy(b, stage, state, cmd, title, name: str):
             return []
 
         extra = {"independent": True} if link else {}
+        if from_:
+            from .copy import source_digests
+
+            def by_content():
+                alt = {k: v for k, v in inputs.items() if k != "from"}
+                alt["from_content"] = source_digests(b.snapshots, src_diff, f"in {from_}", sources,
+                                                     parents, exclude)
+                return alt
+            extra["alt_inputs"] = by_content
         b._layer_step(state, cmd, title, inputs, run, created_by, **extra)
     finally:
         remove_tree(work)

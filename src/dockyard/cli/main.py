@@ -113,10 +113,14 @@ def cli(ctx, root):
 @click.option("--pull", is_flag=True, help="Always fetch base images from their registry.")
 @click.option("--sbom", type=click.Choice(["true", "spdx-json", "cyclonedx-json"]),
               help="Attach an SBOM to the pushed image (needs --push).")
+@click.option("--cache-to", "cache_to", multiple=True,
+              help="Export the build cache: type=registry,ref=REF[,mode=max] | type=local,dest=DIR.")
+@click.option("--cache-from", "cache_from", multiple=True,
+              help="Use a shared build cache: type=registry,ref=REF | type=local,src=DIR | REF.")
 @click.pass_context
 def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, progress, quiet, iidfile,
           network, secrets, ssh, allow, outputs, push, metadata_file, annotations, rewrite_timestamp,
-          platforms, check, pull, sbom):
+          platforms, check, pull, sbom, cache_to, cache_from):
     """Build an image from a Dockerfile."""
     from .. import api
     from ..build.outputs import parse_annotations
@@ -137,7 +141,8 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
                       secrets=_secrets(secrets), ssh=_ssh(ssh), allow=allow, outputs=outputs,
                       push=push, metadata_file=metadata_file,
                       annotations=parse_annotations(annotations), rewrite_timestamp=rewrite_timestamp,
-                      platforms=platforms, pull=pull, sbom=sbom, store=_store(ctx))
+                      platforms=platforms, pull=pull, sbom=sbom, cache_to=cache_to,
+                      cache_from=cache_from, store=_store(ctx))
     if iidfile:
         with open(iidfile, "w") as f:
             f.write(image.id)
