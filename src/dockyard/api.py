@@ -72,6 +72,10 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
 
     from .build import cache_io
 
+    opts.annotations, index_annotations = out.split_annotations(opts.annotations)
+    if index_annotations and len([p for item in platforms for p in item.split(",") if p.strip()]) < 2:
+        raise DockyardError("index annotations need a multi-platform build (--platform a,b)")
+
     cache_to_specs = [cache_io.parse_spec(c, "--cache-to") for c in cache_to]
     opts.cache_from = [cache_io.import_cache(cache_io.parse_spec(c, "--cache-from")) for c in cache_from]
     specs = [o if isinstance(o, dict) else out.parse_output(o) for o in outputs]
@@ -82,7 +86,7 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
                             "(or --output type=registry)")
     wanted = [p.strip() for item in platforms for p in item.split(",") if p.strip()]
     if len(wanted) > 1:
-        return _build_multi(st, opts, wanted, specs, metadata_file)
+        return _build_multi(st, opts, wanted, specs, metadata_file, index_annotations)
     if wanted:
         opts.platform = wanted[0]
     builder = Builder(st)
@@ -99,7 +103,8 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
     return image
 
 
-def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metadata_file) -> Image:
+def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metadata_file,
+                 index_annotations: dict[str, str] | None = None) -> Image:
     """One build per platform, joined in an OCI index that the tags name."""
     import copy as _copy
 
@@ -111,7 +116,7 @@ def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metad
         one.platform = plat
         one.tags = []
         results.append(Builder(st).build(one))
-    digest = st.put_index(results, tags=opts.tags)
+    digest = st.put_index(results, tags=opts.tags, annotations=index_annotations or None)
     for spec in specs:
         if spec["type"] in ("registry", "image"):
             from .build.outputs import export

@@ -66,10 +66,15 @@ def test_multi_platform_build_gives_an_index(store, multi_base, tmp_path):
         RUN uname -m > /arch
         CMD ["cat", "/arch"]
     """})
-    api.build(ctx, store=store, platforms=["linux/amd64,linux/arm64"], tags=["multi:1"])
+    api.build(ctx, store=store, platforms=["linux/amd64,linux/arm64"], tags=["multi:1"],
+              annotations={"index:org.opencontainers.image.description": "two arches",
+                           "org.opencontainers.image.vendor": "dockyard"})
     digest = store.index_of("docker.io/library/multi:1")
     assert digest is not None
     index = store.index(digest)
+    assert index["annotations"] == {"org.opencontainers.image.description": "two arches"}
+    for image in store.index_images(digest):
+        assert image.manifest["annotations"] == {"org.opencontainers.image.vendor": "dockyard"}
     assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
     host = api.get_image(store, "multi:1")          # run picks this machine's platform
     assert run_output(store, host) == "x86_64\n"

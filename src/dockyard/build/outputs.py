@@ -35,7 +35,8 @@ def parse_output(spec: str) -> dict[str, str]:
 
 
 def parse_annotations(values) -> dict[str, str]:
-    """--annotation KEY=VALUE, optionally prefixed `manifest:` (the default)."""
+    """--annotation [manifest:|index:]KEY=VALUE; index ones come back with
+    their `index:` prefix kept, for the multi-platform index."""
     out: dict[str, str] = {}
     for value in values:
         key, sep, val = value.partition("=")
@@ -43,11 +44,18 @@ def parse_annotations(values) -> dict[str, str]:
             raise BuildError(f"invalid --annotation {value!r}: expected KEY=VALUE")
         kind, colon, name = key.partition(":")
         if colon and kind in ("manifest", "index", "manifest-descriptor", "index-descriptor"):
-            if kind != "manifest":
-                raise BuildError(f"--annotation {value!r}: {kind} annotations need a multi-platform build")
-            key = name
+            if kind in ("manifest-descriptor", "index-descriptor"):
+                raise BuildError(f"--annotation {value!r}: {kind} annotations are not supported")
+            key = name if kind == "manifest" else f"index:{name}"
         out[key] = val
     return out
+
+
+def split_annotations(annotations: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(manifest annotations, index annotations)."""
+    manifest = {k: v for k, v in annotations.items() if not k.startswith("index:")}
+    index = {k[6:]: v for k, v in annotations.items() if k.startswith("index:")}
+    return manifest, index
 
 
 def unpack(store: Store, image: Image, dest: Path) -> None:
