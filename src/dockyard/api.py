@@ -196,6 +196,9 @@ def rmi(names: Iterable[str], force: bool = False, store: Store | str | None = N
     """Untag, and delete images left with no tag. Returns lines like Docker's."""
     st = open_store(store)
     out: list[str] = []
+    from .container.ops import images_in_use
+
+    in_use = images_in_use(st.root)
     for name in names:
         image = get_image(st, name)
         canonical = None
@@ -210,6 +213,13 @@ def rmi(names: Iterable[str], force: bool = False, store: Store | str | None = N
         if canonical not in image.tags and len(image.tags) > 1 and not force:
             raise StoreError(f"conflict: unable to delete {name} (must be forced) - "
                              "image is referenced in multiple repositories")
+        if image.id in in_use and not force:
+            if canonical in image.tags:
+                st.untag(canonical)
+                out.append(f"Untagged: {familiar(canonical)}")
+                continue
+            raise StoreError(f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
+                             "image is being used by a container")
         for t in image.tags:
             out.append(f"Untagged: {familiar(t)}")
         st.delete_image(image.id)
@@ -218,10 +228,14 @@ def rmi(names: Iterable[str], force: bool = False, store: Store | str | None = N
 
 
 def prune(all_cache: bool = True, store: Store | str | None = None) -> tuple[int, int]:
+    """Drop unreferenced blobs and snapshots (and, with all_cache, the build
+    cache). Images that containers use keep their content."""
+    from .container.ops import images_in_use
+
     st = open_store(store)
     if all_cache:
         st.cache_clear()
-    return st.gc()
+    return st.gc(keep_images=images_in_use(st.root))
 
 
 def _docker_config(cfg: dict) -> dict:

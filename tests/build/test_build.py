@@ -38,7 +38,7 @@ def run_output(store, image, cmd=None, **kw) -> str:
 
     out = store.root / "out.txt"
     with open(out, "wb") as f:
-        code = run(store, image, RunOptions(command=cmd or [], **kw), stdout=f, stderr=f)
+        _, code = run(store, image, RunOptions(command=cmd or [], **kw), stdout=f, stderr=f)
     text = out.read_text()
     assert code == 0, text
     return text

@@ -112,7 +112,7 @@ def test_errors_are_one_line_without_traceback(root, ctx, tmp_path):
     assert res.returncode == 1 and "exit code: 7" in res.stderr and "Traceback" not in res.stderr
 
     res = dy(root, "run", "--rm", "nosuch:image")
-    assert res.returncode == 1 and "nosuch" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 125 and "nosuch" in res.stderr and "Traceback" not in res.stderr
 
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"this is not a tar archive")
@@ -142,3 +142,18 @@ def test_dockerfile_flag_and_target(root, ctx):
     assert dy(root, "run", "--rm", "t:1", "cat", "/which").stdout == "one\n"
     res = dy(root, "build", "-f", str(ctx / "build.Dockerfile"), "--target", "three", str(ctx))
     assert res.returncode == 1 and "three" in res.stderr
+
+
+def test_build_check_and_lint(root, ctx):
+    (ctx / "Dockerfile").write_text("FROM busybox:latest as base\nCMD echo hi\n")
+    res = dy(root, "build", "--check", str(ctx))
+    assert res.returncode == 1
+    assert "FromAsCasing" in res.stderr and "JSONArgsRecommended" in res.stderr
+    assert dy(root, "images", "-q").stdout.count("\n") == 1          # nothing was built
+    res = dy(root, "build", "-q", str(ctx))                            # warnings only: it builds
+    assert res.returncode == 0 and res.stdout.startswith("sha256:")
+    (ctx / "Dockerfile").write_text("# check=error=true\nFROM busybox:latest as base\nCMD echo hi\n")
+    res = dy(root, "build", str(ctx))
+    assert res.returncode == 1 and "build checks failed" in res.stderr
+    res = dy(root, "lint", "--format", "json", str(ctx))
+    assert res.returncode == 1 and '"FromAsCasing"' in res.stdout

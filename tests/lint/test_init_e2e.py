@@ -44,7 +44,7 @@ if [ "$1" = "install" ] && [ "$2" = "-r" ]; then cat "$3" >> "$log"; fi
 def run_output(store, image, cmd: list[str]) -> str:
     out = store.root / "run-output.txt"
     with open(out, "wb") as f:
-        code = run(store, image, RunOptions(command=cmd, network="none"), stdout=f, stderr=f)
+        _, code = run(store, image, RunOptions(command=cmd, network="none"), stdout=f, stderr=f)
     text = out.read_text()
     assert code == 0, text
     return text

@@ -40,7 +40,7 @@ def test_from_a_missing_image_pulls_it_and_push_ships_the_result(plain_registry,
 
     out = tmp_path / "out"
     with open(out, "wb") as f:
-        assert run(other, pulled, RunOptions(), stdout=f, stderr=f) == 0
+        assert run(other, pulled, RunOptions(), stdout=f, stderr=f)[1] == 0
     assert out.read_text() == "pulled-base\n"
 
 

@@ -55,7 +55,7 @@ def test_dockyard_pulls_and_runs_what_docker_pushed(docker, plain_registry, fres
 
     out = tmp_path / "out"
     with open(out, "wb") as stdout:
-        code = run_container(fresh_store, image, RunOptions(command=["/bin/echo", "pushed by docker"]),
+        _, code = run_container(fresh_store, image, RunOptions(command=["/bin/echo", "pushed by docker"]),
                              stdout=stdout, stderr=stdout)
     assert code == 0
     assert out.read_text().strip() == "pushed by docker"

@@ -2,31 +2,43 @@
 
 Modules: `overlay` (mount the layers), `users` (USER and --chown against the
 image's own passwd/group), `spec` (config.json with Docker's defaults),
-`runc` (the runtime binary) and `container` (`run_process`, the one call a
-RUN step needs, plus mount-stub clean-up).
+`runc` (the runtime binary), `container` (`run_process`, the one call a
+RUN step needs, plus mount-stub clean-up) and `supervise` (signal
+forwarding and a pty for runc).
+
+The names below are loaded on first use: `dockyard run` imports only the
+submodules it needs, which keeps its start-up short.
 """
 
 from __future__ import annotations
 
-from dockyard.runtime.container import RunResult, missing_mount_points, remove_mount_stubs, run_process
-from dockyard.runtime.overlay import mount_overlay, mounted, unmount
-from dockyard.runtime.runc import ContainerStartError, Runtime, find_runtime
-from dockyard.runtime.spec import make_spec
-from dockyard.runtime.users import lookup_home, resolve_chown, resolve_user
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ContainerStartError": "runc", "Runtime": "runc", "find_runtime": "runc",
+    "RunResult": "container", "missing_mount_points": "container", "remove_mount_stubs": "container",
+    "run_process": "container",
+    "mount_overlay": "overlay", "mounted": "overlay", "unmount": "overlay",
+    "make_spec": "spec",
+    "lookup_home": "users", "resolve_chown": "users", "resolve_user": "users",
+}
 
 __all__ = [
-    "ContainerStartError",
-    "RunResult",
-    "Runtime",
-    "find_runtime",
-    "lookup_home",
-    "make_spec",
-    "missing_mount_points",
-    "mount_overlay",
-    "mounted",
-    "remove_mount_stubs",
-    "resolve_chown",
-    "resolve_user",
-    "run_process",
-    "unmount",
+    "ContainerStartError", "RunResult", "Runtime", "find_runtime", "lookup_home", "make_spec",
+    "missing_mount_points", "mount_overlay", "mounted", "remove_mount_stubs", "resolve_chown",
+    "resolve_user", "run_process", "unmount",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -6,9 +6,8 @@ mounted, so nothing the container writes there reaches a layer.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ def hosts_content(hostname: str, extra_hosts: Sequence[tuple[str, str]] = ()) ->
 
 
 def _is_loopback(addr: str) -> bool:
+    import ipaddress  # only builds on a private network need it; keeps `run` start-up short
+
     try:
         return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
     except ValueError:
@@ -74,12 +75,18 @@ def _write(path: Path, text: str) -> None:
 def write_etc_files(bundle: Path, *, hostname: str, network: str,
                     extra_hosts: Sequence[tuple[str, str]] = (),
                     resolv_source: Path = Path("/etc/resolv.conf"),
-                    readonly: bool = False) -> list[dict[str, Any]]:
-    """Write the three files into `bundle`; return their OCI bind mounts."""
+                    readonly: bool = False,
+                    contents: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Write the three files into `bundle`; return their OCI bind mounts.
+
+    `contents` replaces the text of any of them ("hosts", "resolv.conf",
+    "hostname"), for networks this module does not know.
+    """
+    given = contents or {}
     files = {
-        "hosts": hosts_content(hostname, extra_hosts),
-        "resolv.conf": resolv_content(network, resolv_source),
-        "hostname": hostname + "\n",
+        "hosts": given["hosts"] if "hosts" in given else hosts_content(hostname, extra_hosts),
+        "resolv.conf": given["resolv.conf"] if "resolv.conf" in given else resolv_content(network, resolv_source),
+        "hostname": given.get("hostname", hostname + "\n"),
     }
     mounts = []
     for name, text in files.items():

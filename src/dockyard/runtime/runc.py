@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeAlias
@@ -47,6 +48,7 @@ class ContainerStartError(ContainerRuntimeError):
     def __init__(self, message: str, exit_code: int = 125):
         super().__init__(message)
         self.exit_code = exit_code
+        self.shown = False  # True when runc already printed it on the user's stderr
 
 
 def _start_error(message: str) -> ContainerStartError:
@@ -90,12 +92,75 @@ class Runtime:
 
     def _call(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(self._base() + list(args), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, close_fds=True)
+                              capture_output=True, text=True, close_fds=True, check=False)
         if check and proc.returncode != 0:
             msg = (proc.stderr or proc.stdout).strip().splitlines()
             detail = msg[-1] if msg else f"exit status {proc.returncode}"
             raise ContainerRuntimeError(f"{self.name} {args[0]}: {detail}")
         return proc
+
+    def _check_id(self, container_id: str) -> None:
+        if not _VALID_ID.fullmatch(container_id):
+            raise ContainerRuntimeError(f"invalid container id: {container_id!r}")
+
+    def new_log(self, container_id: str) -> Path:
+        """A fresh file for runc's JSON log of one call (the caller unlinks it)."""
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, name = tempfile.mkstemp(prefix=f"{container_id}.", suffix=".log", dir=self.state_root)
+        os.close(fd)
+        return Path(name)
+
+    def _spawn(self, cmd: list[str], *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
+               new_group: bool, preexec_fn: Callable[[], None] | None) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=stdout,
+                stderr=stderr, close_fds=True, process_group=0 if new_group and not preexec_fn else None,
+                start_new_session=preexec_fn is not None,
+                preexec_fn=preexec_fn)  # noqa: PLW1509 - only PtyRelay's ioctl, before its threads start
+        except OSError as exc:
+            raise ContainerRuntimeError(f"starting {self.binary}: {exc.strerror}") from exc
+
+    def start_run(self, bundle: Path, container_id: str, log: Path, *, stdin: Stdio = None,
+                  stdout: Stdio = None, stderr: Stdio = None, pid_file: Path | None = None,
+                  new_group: bool = False,
+                  preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+        """Start `runc run` for the bundle and return at once (see `finish`).
+
+        new_group: put runc in a process group of its own, so a terminal's
+        Ctrl-C reaches it only through whoever forwards signals.
+        preexec_fn runs in a new session (used to give runc a controlling pty).
+        """
+        self._check_id(container_id)
+        cmd = self._base(log) + ["run", "--bundle", str(bundle)]
+        if pid_file is not None:
+            cmd += ["--pid-file", str(pid_file)]
+        return self._spawn(cmd + [container_id], stdin=stdin, stdout=stdout, stderr=stderr,
+                           new_group=new_group, preexec_fn=preexec_fn)
+
+    def start_exec(self, container_id: str, process_file: Path, log: Path, *, detach: bool = False,
+                   stdin: Stdio = None, stdout: Stdio = None, stderr: Stdio = None,
+                   pid_file: Path | None = None, new_group: bool = False,
+                   preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+        """Start `runc exec --process FILE` in a running container."""
+        self._check_id(container_id)
+        cmd = self._base(log) + ["exec", "--process", str(process_file)]
+        if detach:
+            cmd.append("--detach")
+        if pid_file is not None:
+            cmd += ["--pid-file", str(pid_file)]
+        return self._spawn(cmd + [container_id], stdin=stdin, stdout=stdout, stderr=stderr,
+                           new_group=new_group, preexec_fn=preexec_fn)
+
+    @staticmethod
+    def finish(code: int, log: Path) -> int:
+        """The exit code of a finished run/exec, or ContainerStartError when runc
+        itself failed (its log then carries an error: the process never ran)."""
+        if code != 0:
+            errors = _runtime_errors(log)
+            if errors:
+                raise _start_error(errors[-1])
+        return code
 
     def run(self, bundle: Path, container_id: str, *, stdin: Stdio = None,
             stdout: Stdio = None, stderr: Stdio = None) -> int:
@@ -106,34 +171,19 @@ class Runtime:
         Only these three descriptors reach the container. The container's
         state is removed afterwards, also on errors and KeyboardInterrupt.
         """
-        if not _VALID_ID.fullmatch(container_id):
-            raise ContainerRuntimeError(f"invalid container id: {container_id!r}")
-        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, log_name = tempfile.mkstemp(prefix=f"{container_id}.", suffix=".log", dir=self.state_root)
-        os.close(fd)
-        log = Path(log_name)
-        cmd = self._base(log) + ["run", "--bundle", str(bundle), container_id]
+        self._check_id(container_id)
+        log = self.new_log(container_id)
         proc = None
         try:
-            try:
-                proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL if stdin is None else stdin,
-                    stdout=stdout, stderr=stderr, close_fds=True)
-            except OSError as exc:
-                raise ContainerRuntimeError(f"starting {self.binary}: {exc.strerror}") from exc
-            code = proc.wait()
-            if code != 0:
-                errors = _runtime_errors(log)
-                if errors:
-                    raise _start_error(errors[-1])
-            return code
+            proc = self.start_run(bundle, container_id, log, stdin=stdin, stdout=stdout, stderr=stderr)
+            return self.finish(proc.wait(), log)
         except BaseException:
             if proc is not None and proc.poll() is None:
                 self._stop(container_id, proc)
             raise
         finally:
             log.unlink(missing_ok=True)
-            self._cleanup(container_id)
+            self.cleanup(container_id)
 
     def _stop(self, container_id: str, proc: subprocess.Popen[bytes]) -> None:
         # Interrupted while the container runs: kill it, then let runc reap it.
@@ -150,7 +200,11 @@ class Runtime:
         proc.send_signal(signal.SIGKILL)  # runc is stuck; `delete --force` finishes the job
         proc.wait()
 
-    def _cleanup(self, container_id: str) -> None:
+    def stop_process(self, container_id: str, proc: subprocess.Popen[bytes]) -> None:
+        """Kill a container whose runc we started and wait for runc to go."""
+        self._stop(container_id, proc)
+
+    def cleanup(self, container_id: str) -> None:
         # `runc run` deletes its container on a normal exit; only a failure
         # or an interruption leaves state behind. Checking first saves a spawn.
         if (self.state_root / container_id).exists():
@@ -185,7 +239,7 @@ _probed: dict[str, bool] = {}
 def _probe_runc(binary: str) -> bool:
     try:
         proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0

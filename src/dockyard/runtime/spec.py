@@ -170,6 +170,8 @@ def make_spec(
     masked_paths: Sequence[str] = DEFAULT_MASKED_PATHS,
     readonly_paths: Sequence[str] = DEFAULT_READONLY_PATHS,
     annotations: Mapping[str, str] | None = None,
+    privileged: bool = False,
+    devices: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Build a config.json dict.
 
@@ -177,7 +179,10 @@ def make_spec(
     (empty) one, and any other value is the path of a namespace to join.
     `mounts` are appended after the kernel filesystems, in order (OCI dicts,
     see `bind_mount`). `capabilities` defaults to Docker's set; either way only
-    the ones in the host's bounding set are asked for.
+    the ones in the host's bounding set are asked for. `privileged` makes
+    /sys and the cgroup mount writable and allows every device in the device
+    cgroup (masked paths, capabilities and seccomp are the caller's to set);
+    `devices` are OCI device nodes to create in /dev.
     """
     if not args:
         raise ContainerRuntimeError("no command given to run")
@@ -206,19 +211,21 @@ def make_spec(
             raise ContainerRuntimeError(f"unknown network mode: {network}")
         namespaces.append({"type": "network", "path": network})
 
-    devices = []
-    for allow, kind, major, minor in _DEVICE_RULES:
+    rules: list[dict[str, Any]] = []
+    for allow, kind, major, minor in ((True, None, None, None),) if privileged else _DEVICE_RULES:
         rule: dict[str, Any] = {"allow": allow, "access": "rwm"}
         if kind is not None:
             rule.update(type=kind, major=major, minor=minor)
-        devices.append(rule)
+        rules.append(rule)
 
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "maskedPaths": list(masked_paths),
         "readonlyPaths": list(readonly_paths),
-        "resources": {"devices": devices},
+        "resources": {"devices": rules},
     }
+    if devices:
+        linux["devices"] = [dict(d) for d in devices]
     if seccomp is not None:
         linux["seccomp"] = dict(seccomp)
     if cgroups_path is not None:
@@ -229,8 +236,7 @@ def make_spec(
         "process": process,
         "root": {"path": str(rootfs), "readonly": readonly_rootfs},
         "hostname": hostname,
-        "mounts": [{**m, "options": list(m["options"])} for m in _KERNEL_MOUNTS]
-        + [dict(m) for m in mounts],
+        "mounts": [_kernel_mount(m, privileged) for m in _KERNEL_MOUNTS] + [dict(m) for m in mounts],
         "linux": linux,
     }
     if annotations:
@@ -238,10 +244,17 @@ def make_spec(
     return spec
 
 
+def _kernel_mount(mount: Mapping[str, Any], privileged: bool) -> dict[str, Any]:
+    options = list(mount["options"])
+    if privileged and mount["type"] in ("sysfs", "cgroup"):
+        options = [o for o in options if o != "ro"]  # as Docker: writable for --privileged
+    return {**mount, "options": options}
+
+
 def write_config(bundle: Path, spec: Mapping[str, Any]) -> Path:
     """Write `spec` as the bundle's config.json (0600: it may carry secrets in env)."""
     path = Path(bundle) / "config.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(spec, fh)
+        fh.write(json.dumps(spec))  # dumps uses the C encoder; dump(fh) does not
     return path

@@ -345,11 +345,19 @@ class Store:
             keep.update(data.get("blobs", []))
         return keep
 
-    def gc(self) -> tuple[int, int]:
-        """Delete unreferenced blobs and snapshots; returns (count, bytes)."""
+    def gc(self, keep_images: set[str] = frozenset()) -> tuple[int, int]:
+        """Delete unreferenced blobs and snapshots; returns (count, bytes).
+        `keep_images` (ids) keep their content even when untagged."""
         with self.lock(exclusive=True):
             self.blobs.clean_ingest()
             keep = self.referenced_blobs()
+            for image_id in keep_images:
+                try:
+                    config = json.loads(self.blobs.read_bytes(image_id))
+                except (StoreError, ValueError):
+                    continue
+                keep.add(image_id)
+                keep.update(config.get("rootfs", {}).get("diff_ids", []))
             count = freed = 0
             for digest in self.blobs.all():
                 if digest not in keep:

@@ -1,0 +1,178 @@
+"""Docker's security defaults and their flags: capabilities, seccomp, --privileged.
+
+Capabilities follow Docker's rules: `--cap-add ALL` starts from every
+capability (minus --cap-drop), `--cap-drop ALL` keeps only --cap-add, and
+otherwise the default set loses the drops and gains the adds. Whatever the
+result, the runtime spec asks only for capabilities in the host's bounding
+set: on hosts without CAP_SYS_RESOURCE (the build machines) `--privileged`
+therefore gets every capability but that one, where Docker fails outright.
+
+The seccomp profile is Docker's own format (containers-common ships one at
+/usr/share/containers/seccomp.json); it is turned into the OCI form for this
+machine's architecture, kernel and the container's capabilities, with the
+rules' includes/excludes applied the way the Docker engine applies them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dockyard.container.errors import InvalidOption
+from dockyard.runtime.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
+
+__all__ = ["DEFAULT_SECCOMP_PATHS", "capabilities", "host_devices", "load_seccomp", "seccomp_for"]
+
+DEFAULT_SECCOMP_PATHS = ("/usr/share/containers/seccomp.json", "/etc/containers/seccomp.json")
+
+# uname machine -> (libseccomp arch, the Go arch name Docker profiles use)
+_ARCHES = {
+    "x86_64": ("SCMP_ARCH_X86_64", "amd64"), "aarch64": ("SCMP_ARCH_AARCH64", "arm64"),
+    "armv7l": ("SCMP_ARCH_ARM", "arm"), "i686": ("SCMP_ARCH_X86", "386"),
+    "ppc64le": ("SCMP_ARCH_PPC64LE", "ppc64le"), "s390x": ("SCMP_ARCH_S390X", "s390x"),
+    "riscv64": ("SCMP_ARCH_RISCV64", "riscv64"),
+}
+
+
+def _cap_name(name: str) -> str:
+    full = name.strip().upper()
+    if full != "ALL" and not full.startswith("CAP_"):
+        full = "CAP_" + full
+    if full != "ALL" and full not in CAPABILITY_NUMBERS:
+        raise InvalidOption(f"unknown capability: {name!r}")
+    return full
+
+
+def capabilities(cap_add: Iterable[str], cap_drop: Iterable[str], privileged: bool) -> list[str]:
+    """The container's capability names (before the cut to the host's set)."""
+    every = list(CAPABILITY_NUMBERS)
+    adds = [_cap_name(c) for c in cap_add]
+    drops = [_cap_name(c) for c in cap_drop]
+    if privileged:
+        return every
+    if "ALL" in adds:
+        return [c for c in every if c not in drops]
+    if "ALL" in drops:
+        return list(dict.fromkeys(c for c in adds if c != "ALL"))
+    kept = [c for c in DEFAULT_CAPABILITIES if c not in drops]
+    return list(dict.fromkeys(kept + adds))
+
+
+_profile_cache: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def load_seccomp(path: str | None) -> dict[str, Any]:
+    """A seccomp profile: the given JSON file, or the default one found on this host."""
+    candidates = [path] if path else list(DEFAULT_SECCOMP_PATHS)
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        key = (candidate, st.st_mtime_ns)
+        if key not in _profile_cache:
+            try:
+                with open(candidate, encoding="utf-8") as fh:
+                    _profile_cache[key] = json.load(fh)
+            except (OSError, ValueError) as exc:
+                raise InvalidOption(f"loading seccomp profile {candidate}: {exc}") from exc
+        return _profile_cache[key]
+    if path:
+        raise InvalidOption(f"opening seccomp profile ({path}) failed: no such file")
+    raise InvalidOption("no default seccomp profile: install containers-common "
+                        "(/usr/share/containers/seccomp.json) or pass --security-opt seccomp=unconfined")
+
+
+def _kernel() -> tuple[int, int]:
+    parts = os.uname().release.split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    try:
+        return int(major), int(minor.split(".")[0] or 0)
+    except ValueError:
+        raise InvalidOption(f"seccomp profile: invalid minKernel {text!r}") from None
+
+
+def _applies(rule: Mapping[str, Any], arch: str, caps: set[str], kernel: tuple[int, int]) -> bool:
+    inc = rule.get("includes") or {}
+    exc = rule.get("excludes") or {}
+    if arch in (exc.get("arches") or ()) or any(c in caps for c in exc.get("caps") or ()):
+        return False
+    if exc.get("minKernel") and kernel >= _version(exc["minKernel"]):
+        return False
+    if inc.get("arches") and arch not in inc["arches"]:
+        return False
+    if any(c not in caps for c in inc.get("caps") or ()):
+        return False
+    return not (inc.get("minKernel") and kernel < _version(inc["minKernel"]))
+
+
+def seccomp_for(profile: Mapping[str, Any], caps: Iterable[str]) -> dict[str, Any]:
+    """The OCI `linux.seccomp` object for this host from a Docker-format profile."""
+    machine = os.uname().machine
+    scmp_arch, go_arch = _ARCHES.get(machine, ("", machine))
+    if profile.get("archMap"):
+        arches: list[str] = []
+        for arch_entry in profile["archMap"]:
+            if arch_entry.get("architecture") == scmp_arch:
+                arches = [scmp_arch, *(arch_entry.get("subArchitectures") or [])]
+    else:
+        arches = list(profile.get("architectures") or [])
+    cap_set, kernel = set(caps), _kernel()
+    syscalls = []
+    for rule in profile.get("syscalls") or []:
+        if not _applies(rule, go_arch, cap_set, kernel):
+            continue
+        names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
+        if not names:
+            continue
+        entry: dict[str, Any] = {"names": names, "action": rule["action"]}
+        if rule.get("args"):
+            entry["args"] = rule["args"]
+        if rule.get("errnoRet") is not None:
+            entry["errnoRet"] = rule["errnoRet"]
+        syscalls.append(entry)
+    out: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ERRNO"),
+                           "architectures": arches, "syscalls": syscalls}
+    if profile.get("defaultErrnoRet") is not None:
+        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    if profile.get("flags"):
+        out["flags"] = list(profile["flags"])
+    return out
+
+
+_SKIP_DEV = ("pts", "shm", "mqueue", "console", "ptmx", "fd", "stdin", "stdout", "stderr", "core")
+
+
+def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
+    """Every character and block device of the host, as OCI device entries (--privileged)."""
+    out: list[dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if rel == ".":
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DEV]
+        for name in filenames:
+            if rel == "." and name in _SKIP_DEV:
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+                continue
+            out.append({"path": "/dev/" + str(Path(path).relative_to(root)),
+                        "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                        "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                        "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    return out
