@@ -157,3 +157,13 @@ def test_build_check_and_lint(root, ctx):
     assert res.returncode == 1 and "build checks failed" in res.stderr
     res = dy(root, "lint", "--format", "json", str(ctx))
     assert res.returncode == 1 and '"FromAsCasing"' in res.stdout
+
+
+def test_prune_cache_mounts(root, ctx):
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox:latest\nRUN --mount=type=cache,target=/cache echo kept > /cache/f\n")
+    assert dy(root, "build", "-q", str(ctx)).returncode == 0
+    assert any((root / "cache-mounts").rglob("f"))
+    res = dy(root, "prune", "--cache-mounts")
+    assert res.returncode == 0 and "Cleared 1 cache mounts" in res.stdout
+    assert not any((root / "cache-mounts").rglob("f"))
