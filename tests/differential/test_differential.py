@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -71,8 +72,9 @@ def _strip_stub_dirs(files: dict) -> dict:
 def test_same_as_docker(case, docker, store, base_image, tmp_path):
     ctx = tmp_path / "ctx"
     shutil.copytree(CORPUS / case, ctx, symlinks=True)
-    oracle = f"dockyard-diff-{case}:docker"
-    ours = f"dockyard-diff-{case}:dockyard"
+    run_id = os.getpid()   # two suites sharing one dockerd must not collide
+    oracle = f"dockyard-diff-{case}:docker-{run_id}"
+    ours = f"dockyard-diff-{case}:dockyard-{run_id}"
     built = sh(docker, "build", "-q", "-t", oracle, str(ctx), env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"})
     assert built.returncode == 0, built.stderr
     try:

@@ -49,6 +49,46 @@ class Match:
     path: Path        # where it is on this machine
 
 
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True,
+                    must_exist: bool = False) -> Path | None:
+    """The host path of `path` inside `root`, following symlinks as if `root`
+    were `/`: `..` stops at the root and absolute targets restart there, so
+    the result never leaves it. A missing component gives None with
+    `must_exist`, else the path it would have."""
+    current = Path(root)
+    parts = [p for p in path.split("/") if p]
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if current != Path(root):
+                current = current.parent
+            continue
+        candidate = current / part
+        if not parts and not follow_last:
+            return candidate
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            if must_exist:
+                return None
+            current = candidate
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                raise BuildError(f"too many levels of symbolic links: {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = Path(root)
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        current = candidate
+    return current
+
+
 class SourceTree:
     """A directory that COPY reads from: the context, or another stage's rootfs."""
 
@@ -62,31 +102,8 @@ class SourceTree:
         return bool(self.ignore is not None and rel and self.ignore.matches(rel))
 
     def resolve(self, rel: str) -> Path | None:
-        """Follow symlinks of `rel` without leaving the root."""
-        current = self.root
-        parts = [p for p in rel.split("/") if p]
-        hops = 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                current = current.parent if current != self.root else self.root
-                continue
-            candidate = current / part
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                return None
-            if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > 40:
-                    raise BuildError(f"too many levels of symbolic links: {rel}")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    current = self.root
-                parts = [p for p in target.split("/") if p] + parts
-                continue
-            current = candidate
-        return current
+        """Follow symlinks of `rel` without leaving the root; None if missing."""
+        return resolve_in_root(self.root, rel, must_exist=True)
 
     def match(self, pattern: str, exclude=None, base: str | None = None) -> list[Match]:
         """Paths named by a source pattern; wildcards are matched per component.

@@ -18,9 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ..errors import BuildError
-from .context import Match, SourceTree, basename, relative_to
+from .context import Match, SourceTree, basename, relative_to, resolve_in_root
 
-_MAX_HOPS = 40
 
 
 class RootFS:
@@ -31,36 +30,7 @@ class RootFS:
 
     def resolve(self, path: str, *, follow_last: bool = True) -> Path:
         """The host path for an absolute in-root path, following symlinks inside root."""
-        current = self.root
-        parts = [p for p in path.split("/") if p]
-        hops = 0
-        while parts:
-            part = parts.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if current != self.root:
-                    current = current.parent
-                continue
-            candidate = current / part
-            if not parts and not follow_last:
-                return candidate
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                current = candidate
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > _MAX_HOPS:
-                    raise BuildError(f"too many levels of symbolic links: {path}")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    current = self.root
-                parts = [p for p in target.split("/") if p] + parts
-                continue
-            current = candidate
-        return current
+        return resolve_in_root(self.root, path, follow_last=follow_last)
 
     def mkdirs(self, path: str, *, uid: int = 0, gid: int = 0, mode: int = 0o755) -> Path:
         """mkdir -p inside the root; new directories get uid/gid and mode."""
