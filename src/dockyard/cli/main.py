@@ -353,12 +353,13 @@ def prune(ctx, all_, force, cache_mounts):
 
 from . import registry_cmds  # noqa: E402
 from .container_cmds import COMMANDS as _CONTAINER  # noqa: E402
+from .fsck_cmd import COMMANDS as _FSCK  # noqa: E402
 from .inspect_cmds import COMMANDS as _INSPECT  # noqa: E402
 from .lint_cmds import COMMANDS as _LINT  # noqa: E402
 from .run import run  # noqa: E402
 
 cli.add_command(run)
-for _cmd in [*_LINT, *_INSPECT, *_CONTAINER, registry_cmds.login, registry_cmds.logout, registry_cmds.push, registry_cmds.pull,
+for _cmd in [*_LINT, *_INSPECT, *_CONTAINER, *_FSCK, registry_cmds.login, registry_cmds.logout, registry_cmds.push, registry_cmds.pull,
              registry_cmds.manifest]:
     cli.add_command(_cmd)
 
