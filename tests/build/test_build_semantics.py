@@ -154,3 +154,22 @@ def test_xattrs_survive_copy_up_into_a_run_layer(store, tmp_path):
         member = t.getmember("data/f")
     assert member.mode == 0o600
     assert member.pax_headers.get("SCHILY.xattr.user.note") == "kept"
+
+
+def test_unchanged_context_files_are_not_read_again(store, base_image, tmp_path, monkeypatch):
+    import dockyard.build.context as context_module
+
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox:latest\nCOPY . /src/\n",
+                                   "a.txt": "a", "sub/b.txt": "b"})
+    first, _ = build(store, ctx)
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError(f"context file read again: {args[0]}")
+
+    monkeypatch.setattr(context_module, "open", no_reads, raising=False)
+    again, events = build(store, ctx)                  # a new process would see the same
+    assert again.id == first.id and len(events.kinds("cached")) == 1
+    monkeypatch.undo()
+    (ctx / "a.txt").write_text("changed")
+    changed, events = build(store, ctx)
+    assert not events.kinds("cached")

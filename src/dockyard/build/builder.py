@@ -23,6 +23,8 @@ from ..dockerfile import instructions as ins
 from ..dockerfile.parser import parse
 from ..dockerfile.shell import Lexer
 from ..errors import BuildError, DockerfileError, DockyardError, ImageNotFound
+from ..runtime.container import default_run_limits
+from ..runtime.spec import Limits
 from ..snapshots import Snapshotter, chain_ids
 from ..store import Image, Store
 from ..store.store import remove_tree
@@ -52,6 +54,7 @@ class BuildOptions:
     platform: str | None = None        # target platform, e.g. linux/arm64 (default: this machine)
     pull: bool = False                 # always re-resolve base images from their registry
     cache_from: list = field(default_factory=list)   # ImportedCache objects (--cache-from)
+    run_limits: Limits | None = field(default_factory=default_run_limits)  # cgroup limits of every RUN
 
 
 @dataclass
@@ -135,6 +138,7 @@ class Builder:
         from ..dockerfile.ignore import load_ignore
 
         self.context = SourceTree(context, load_ignore(context, dockerfile))
+        self.context.remember_hashes(self.store.db)
         self.used_args: set[str] = set()
         self._pulled: dict[str, Image] = {}
         self.platform_args = platform_args(opts.platform)
@@ -146,8 +150,11 @@ class Builder:
         if "SOURCE_DATE_EPOCH" in opts.build_args:
             self.used_args.add("SOURCE_DATE_EPOCH")
         with self.store.lock():
-            final = self._build_stages(df)
-            image = self._commit_image(final)
+            try:
+                final = self._build_stages(df)
+                image = self._commit_image(final)
+            finally:
+                self.context.flush_hashes()
         unused = sorted(set(opts.build_args) - self.used_args - _PREDEFINED_ARGS)
         if unused:
             self.emit(Event("info", 0, f"[Warning] One or more build-args {unused} were not consumed"))

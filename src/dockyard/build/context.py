@@ -97,6 +97,25 @@ class SourceTree:
         self.ignore = ignore
         self.is_context = is_context
         self._hash_cache: dict[tuple, str] = {}
+        self._db = None                       # a store's db: content hashes kept across builds
+        self._known: dict[str, tuple[str, str]] = {}
+        self._new: dict[str, tuple[str, str]] = {}
+
+    def remember_hashes(self, db) -> None:
+        """Keep file hashes in `db` by stat data, so a later build reads only
+        files that changed (BuildKit's trick; `touch` alone costs a hash)."""
+        self._db = db
+        prefix = str(self.root).rstrip("/") + "/"
+        rows = db.execute("SELECT path, stat, digest FROM filehash WHERE path >= ? AND path < ?",
+                          (prefix, prefix[:-1] + "0")).fetchall()
+        self._known = {path: (st, digest) for path, st, digest in rows}
+
+    def flush_hashes(self) -> None:
+        if self._db is None or not self._new:
+            return
+        self._db.executemany("INSERT OR REPLACE INTO filehash(path, stat, digest) VALUES (?,?,?)",
+                             [(p, st, d) for p, (st, d) in self._new.items()])
+        self._new = {}
 
     def ignored(self, rel: str) -> bool:
         return bool(self.ignore is not None and rel and self.ignore.matches(rel))
@@ -193,12 +212,19 @@ class SourceTree:
         cached = self._hash_cache.get(key)
         if cached:
             return cached
+        stamp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        known = self._known.get(key[0])
+        if known is not None and known[0] == stamp:
+            self._hash_cache[key] = known[1]
+            return known[1]
         h = hashlib.sha256()
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         digest = h.hexdigest()
         self._hash_cache[key] = digest
+        if self._db is not None:
+            self._new[key[0]] = (stamp, digest)
         return digest
 
     def digest(self, match: Match, exclude=None, base: str | None = None) -> str:

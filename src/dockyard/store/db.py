@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS cache (
     used REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cache_slot ON cache(slot, used);
+CREATE TABLE IF NOT EXISTS filehash (
+    path TEXT PRIMARY KEY,        -- a build context file, absolute
+    stat TEXT NOT NULL,           -- "ino:size:mtime_ns:ctime_ns" when it was hashed
+    digest TEXT NOT NULL          -- sha256 hex of its content
+);
 """
 
 
