@@ -103,15 +103,9 @@ def test_capabilities_are_dockers_default_set(store, base_image, tmp_path):
     assert seen["user CapEff"] == seen["user CapPrm"] == "0" * 16
 
 
-_RAW_OSERROR = pytest.mark.xfail(strict=True, reason="build/copy.py: RootFS.mkdirs lets a raw "
-                                 "FileNotFoundError out when WORKDIR is a symlink whose target's "
-                                 "parents are missing (BuildKit creates them)")
-
-
 @pytest.mark.parametrize("workdir", ["/proc/self/fd/3", "/proc/self/fd/5", "/proc/self/fd/7",
                                      "/proc/self/fd/9", "/proc/1/cwd", "/sys/fs/cgroup",
-                                     pytest.param("/w", marks=_RAW_OSERROR),
-                                     pytest.param("/w/../w", marks=_RAW_OSERROR)])
+                                     "/w", "/w/../w"])
 def test_workdir_through_proc_self_fd_never_reaches_the_host(store, base_image, tmp_path, victim,
                                                              workdir):
     """runc CVE-2024-21626: a descriptor to the host that leaks into the

@@ -205,9 +205,6 @@ def test_orphaned_build_containers_are_killed(store, tmp_path):
                        capture_output=True, check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="store/store.py: remove_tree() hands a regular file to "
-                   "shutil.rmtree, which fails quietly, so gc leaves stray files (a killed push's "
-                   "temp file) in tmp/ and snapshots/")
 def test_gc_clears_stray_files_in_tmp(store, built):
     (store.tmp_dir / "push-leftover").write_bytes(b"x" * 100)
     (store.snapshot_dir / "stray-file").write_bytes(b"x")

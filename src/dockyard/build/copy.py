@@ -33,18 +33,52 @@ class RootFS:
         return resolve_in_root(self.root, path, follow_last=follow_last)
 
     def mkdirs(self, path: str, *, uid: int = 0, gid: int = 0, mode: int = 0o755) -> Path:
-        """mkdir -p inside the root; new directories get uid/gid and mode."""
-        current = "/"
-        for part in [p for p in path.split("/") if p]:
-            current = str(PurePosixPath(current) / part)
-            host = self.resolve(current)
-            if not os.path.lexists(host):
-                os.mkdir(host, mode)
-                os.chmod(host, mode)
-                os.chown(host, uid, gid, follow_symlinks=False)
-            elif not host.is_dir():
-                raise BuildError(f"cannot create directory {current}: a file is in the way")
-        return self.resolve(path)
+        """mkdir -p inside the root; new directories get uid/gid and mode.
+
+        Symlinks are followed as if the root were `/` (`..` stops at the
+        root, absolute targets restart there), and whatever is missing on
+        the way is created, also below a symlink's target: `WORKDIR /w`
+        with `/w -> /a/b/c` makes `/a/b/c`, as BuildKit does."""
+        root = self.root
+        current = root
+        parts = [p for p in path.split("/") if p]
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                if current != root:
+                    current = current.parent
+                continue
+            candidate = current / part
+            shown = "/" + candidate.relative_to(root).as_posix()
+            try:
+                try:
+                    st = os.lstat(candidate)
+                except FileNotFoundError:
+                    os.mkdir(candidate, mode)
+                    os.chmod(candidate, mode)
+                    os.chown(candidate, uid, gid, follow_symlinks=False)
+                    current = candidate
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    hops += 1
+                    if hops > 40:
+                        raise BuildError(f"cannot create directory {path}: too many levels of "
+                                         "symbolic links")
+                    target = os.readlink(candidate)
+                    if target.startswith("/"):
+                        current = root
+                    parts = [p for p in target.split("/") if p] + parts
+                    continue
+            except OSError as exc:
+                raise BuildError(f"cannot create directory {shown}: "
+                                 f"{exc.strerror or exc}") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise BuildError(f"cannot create directory {shown}: a file is in the way")
+            current = candidate
+        return current
 
 
 @dataclass

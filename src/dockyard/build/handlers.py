@@ -289,7 +289,8 @@ def do_run(b, stage, state, cmd, title):
                 run_env = [e for e in env if e.partition("=")[0] not in names] + extra_env
                 code = run_process(root, argv, env=run_env, cwd=cwd, user=user, network=network,
                                    stdout=w, stderr=w, stdin=None, extra_mounts=extra,
-                                   capabilities=caps, state_dir=b.store.root / "tmp" / "runc")
+                                   capabilities=caps, state_dir=b.store.root / "tmp" / "runc",
+                                   limits=b.opts.run_limits)
                 del run_env, extra_env
         finally:
             reader.join(timeout=30)

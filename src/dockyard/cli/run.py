@@ -39,10 +39,18 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _show_created(exc: BaseException) -> None:
+    # `run -d` whose start failed: the container exists, and Docker prints its id first.
+    container_id = getattr(exc, "container_id", None)
+    if container_id:
+        click.echo(container_id)
+
+
 def build_options(params: dict) -> object:
     """RunOptions from the click parameters (shared with tests)."""
+    from ..container import RunOptions
+    from ..container.options import parse_cpus, parse_memory
     from ..container import (
-        RunOptions,
         parse_env_file,
         parse_mount,
         parse_publish,
@@ -67,6 +75,9 @@ def build_options(params: dict) -> object:
         if not sep or not name or not ip:
             raise click.BadParameter(f"invalid argument {item!r}: expected HOST:IP", param_hint="--add-host")
         hosts.append((name, ip))
+    memory = parse_memory(params["memory"]) if params["memory"] else None
+    swap_text = (params["memory_swap"] or "").strip()
+    memory_swap = -1 if swap_text == "-1" else parse_memory(swap_text, "--memory-swap") if swap_text else None
     labels = {}
     for item in params["label"]:
         key, _, value = item.partition("=")
@@ -83,7 +94,10 @@ def build_options(params: dict) -> object:
         health_cmd=params["health_cmd"], health_interval=parse_duration(params["health_interval"]),
         health_timeout=parse_duration(params["health_timeout"]),
         health_start_period=parse_duration(params["health_start_period"]),
-        health_retries=params["health_retries"], no_healthcheck=params["no_healthcheck"])
+        health_retries=params["health_retries"], no_healthcheck=params["no_healthcheck"],
+        memory=memory, memory_swap=memory_swap,
+        cpus=parse_cpus(params["cpus"]) if params["cpus"] else None,
+        pids_limit=params["pids_limit"], userns=params["userns"] or "host")
 
 
 class _RunCommand(click.Command):
@@ -127,6 +141,11 @@ class _RunCommand(click.Command):
               help="no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json.")
 @click.option("--privileged", is_flag=True,
               help="Every capability the host has, no seccomp, all devices, writable /sys.")
+@click.option("-m", "--memory", help="Memory limit (e.g. 64m, 1g; at least 6m).")
+@click.option("--memory-swap", help="Memory plus swap limit (default twice --memory; -1: unlimited swap).")
+@click.option("--cpus", help="Number of CPUs (e.g. 0.5: half of one CPU's time).")
+@click.option("--pids-limit", type=int, help="Most processes (and threads) at once; 0 or -1: no limit.")
+@click.option("--userns", help="host (default), or auto: map root to subordinate ids from /etc/subuid.")
 @click.option("--add-host", multiple=True, help="Add a line to /etc/hosts (HOST:IP).")
 @click.option("-l", "--label", multiple=True, help="Set a label on the container (K=V).")
 @click.option("--stop-signal", help="Signal that `stop` sends (default: the image's, else SIGTERM).")
@@ -142,22 +161,32 @@ def run(ctx, image, **params):
     """Run a command in a new container."""
     from .. import api
     from ..container import run as run_container
+    from ..container.run import NOT_A_TTY, check_tty
     from ..errors import DockyardError
     from ..runtime.runc import ContainerStartError
     from .common import _store
 
     try:
         opts = build_options(params)
+        try:
+            check_tty(opts, None)
+        except DockyardError:
+            click.echo(NOT_A_TTY, err=True)  # Docker's words and exit status, nothing created
+            sys.exit(1)
         store = _store(ctx)
         img = api.get_image(store, image)
+        if opts.publish and opts.network == "host":
+            click.echo("WARNING: Published ports are discarded when using host network mode", err=True)
         container_id, code = run_container(store, img, opts, image_name=image)
     except ContainerStartError as exc:
+        _show_created(exc)
         if exc.shown:
             sys.exit(exc.exit_code)
         _fail(str(exc), exc.exit_code)
     except click.BadParameter:
         raise
     except DockyardError as exc:
+        _show_created(exc)
         _fail(str(exc), 125)
     if code is None:
         click.echo(container_id)

@@ -25,7 +25,7 @@ from dockyard.container.mounts import (
     find_init,
     prepare_mounts,
 )
-from dockyard.container.options import PortSpec, RunOptions
+from dockyard.container.options import PortSpec, RunOptions, resource_limits
 from dockyard.container.process import (
     container_env,
     entrypoint_and_cmd,
@@ -41,11 +41,14 @@ from dockyard.container.records import (
     new_container,
     now,
     release_name,
+    try_lock,
     write_json,
 )
 from dockyard.container.security import (
+    allocate_userns,
     capabilities,
     host_devices,
+    idmapped_layers,
     load_seccomp,
     seccomp_for,
 )
@@ -115,6 +118,54 @@ def _security(opts: RunOptions) -> tuple[list[str], dict[str, Any] | None]:
     return caps, seccomp_for(load_seccomp(opts.seccomp), caps)
 
 
+def _userns(opts: RunOptions) -> bool:
+    if opts.userns not in ("host", "auto", ""):
+        raise InvalidOption(f"--userns={opts.userns}: dockyard supports host and auto")
+    if opts.userns == "auto" and opts.privileged:
+        raise InvalidOption("--privileged and --userns=auto cannot be combined")
+    return opts.userns == "auto"
+
+
+def _claim_userns(root: Path, cdir: Path) -> oci.UserNamespace:
+    """A block of subordinate ids no other container holds, recorded in cdir/userns."""
+    fd = try_lock(root / "userns.lock", blocking=True)
+    try:
+        in_use = []
+        for entry in os.scandir(root):
+            if len(entry.name) == 64 and entry.path != str(cdir):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    in_use.append(int((Path(entry.path) / "userns").read_text().split()[0]))
+        ns = allocate_userns(in_use)
+        (cdir / "userns").write_text(f"{ns.uid} {ns.gid} {ns.size}\n")
+        return ns
+    finally:
+        os.close(fd)  # type: ignore[arg-type]
+
+
+def _check_reachable(path: Path, ns: oci.UserNamespace) -> None:
+    # runc sets the rootfs up as the container's root: every directory above
+    # it must let that (unprivileged) host id through.
+    for parent in [*reversed(path.parents)]:
+        st = os.stat(parent)
+        mine = ns.uid <= st.st_uid < ns.uid + ns.size
+        ours = ns.gid <= st.st_gid < ns.gid + ns.size
+        if not (st.st_mode & 0o001 or (mine and st.st_mode & 0o100) or (ours and st.st_mode & 0o010)):
+            raise InvalidOption(f"--userns=auto: {parent} is not searchable by the container's root "
+                                f"(host uid {ns.uid}): allow it with chmod o+x or move the store")
+
+
+def _mount_rootfs(lowers: list[Path], cdir: Path, rootfs: Path, ns: oci.UserNamespace | None) -> None:
+    if ns is None:
+        mount_overlay(lowers, cdir / "fs", cdir / "work", rootfs, volatile=True)
+        return
+    os.chmod(cdir, 0o711)
+    _check_reachable(rootfs, ns)
+    top = os.stat(lowers[0])
+    os.chown(cdir / "fs", ns.host_uid(top.st_uid), ns.host_gid(top.st_gid))
+    with idmapped_layers(lowers, ns) as shifted:
+        mount_overlay(shifted, cdir / "fs", cdir / "work", rootfs, volatile=True)
+
+
 def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = None) -> Launch:
     """Set up a container of `image` (a store Image) for `opts`; hold `store.lock()` around it.
 
@@ -130,6 +181,8 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
     user = opts.user if opts.user is not None else (cfg.get("User") or "")
     cwd = working_dir(image.config, opts.workdir)
     caps, seccomp = _security(opts)
+    limits = resource_limits(opts)
+    want_userns = _userns(opts)
     health = healthcheck(image.config, opts)
     signo = stop_signal(image.config, opts)
 
@@ -144,7 +197,8 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
         rootfs = cdir / "merged"
         for sub in ("fs", "work", "merged", "bundle"):
             (cdir / sub).mkdir(mode=0o700 if sub == "bundle" else 0o755)
-        mount_overlay(lowers, cdir / "fs", cdir / "work", rootfs, volatile=True)
+        userns = _claim_userns(root, cdir) if want_userns else None
+        _mount_rootfs(lowers, cdir, rootfs, userns)
         undo.append(lambda: unmount(rootfs))
         uid, gid, groups = resolve_user(rootfs, user)
         groups = list(dict.fromkeys([gid, *groups]))  # Docker lists the primary group too (CVE-2023-25173)
@@ -168,6 +222,9 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
 
         etc = write_etc_files(cdir / "bundle", hostname=hostname, network=ns_path,
                               contents=net.etc_contents(mode, hostname, opts.add_hosts))
+        if userns is not None:  # the container's root owns its /etc/hosts etc., as in Docker
+            for mount in etc:
+                os.chown(mount["source"], userns.uid, userns.gid)
         env = container_env(merged_env(image.config, opts.env), hostname, opts.tty)
         if not any(e.startswith("HOME=") for e in env):
             env.append("HOME=" + lookup_home(rootfs, uid))
@@ -178,7 +235,8 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
             no_new_privileges=opts.no_new_privileges, seccomp=seccomp,
             masked_paths=() if opts.privileged else oci.DEFAULT_MASKED_PATHS,
             readonly_paths=() if opts.privileged else oci.DEFAULT_READONLY_PATHS,
-            privileged=opts.privileged, devices=host_devices() if opts.privileged else ())
+            privileged=opts.privileged, devices=host_devices() if opts.privileged else (),
+            limits=limits, userns=userns)
         oci.write_config(cdir / "bundle", spec)
 
         doc = _document(cid, name, image, opts, argv, entrypoint, cmd, env, user, hostname, mode, ports,
@@ -186,7 +244,8 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
         doc["Config"]["Image"] = image_name or doc["Config"]["Image"]
         doc["Dockyard"] = {"network": mode, "stop_signal": signo, "healthcheck": health,
                            "anonymous_volumes": mounts.anonymous, "rm": opts.rm,
-                           "tty": opts.tty, "mount_sources": mounts.sources}
+                           "tty": opts.tty, "mount_sources": mounts.sources,
+                           "userns": [userns.uid, userns.gid, userns.size] if userns else None}
         write_json(cdir / "config.json", doc)
         write_json(cdir / "state.json", initial_state())
         ctr = Container(cdir, doc, initial_state())
@@ -268,6 +327,9 @@ def _document(cid: str, name: str, image: Any, opts: RunOptions, argv: list[str]
             + ([f"seccomp={opts.seccomp}"] if opts.seccomp else []) or None,
             "Tmpfs": {m["Destination"]: "" for m in mounts if m["Type"] == "tmpfs"} or None,
             "ExtraHosts": [f"{n}:{ip}" for n, ip in opts.add_hosts] or None,
+            "Memory": opts.memory or 0, "MemorySwap": opts.memory_swap or 0,
+            "NanoCpus": int((opts.cpus or 0) * 1e9), "PidsLimit": opts.pids_limit or None,
+            "UsernsMode": "auto" if opts.userns == "auto" else "",
         },
         "Mounts": mounts,
         "NetworkSettings": {

@@ -6,8 +6,17 @@ process that made it, with slirp4netns giving it outbound access (10.0.2.100,
 gateway 10.0.2.2, DNS 10.0.2.3) and publishing ports: slirp listens on the
 host port and forwards into the namespace. No root-only bridge, no iptables.
 
-slirp4netns watches an "exit fd": it quits when the write end closes, so it
-never outlives whoever supervises the container, even one killed with SIGKILL.
+UDP ports are published by a small proxy of ours instead (as docker-proxy
+does): slirp's own UDP forwarding cannot answer a client on the host's
+loopback. Such a client shows up in the namespace as 10.0.2.2, and with
+--disable-host-loopback (which keeps the host's 127.0.0.1 services out of
+reach of the container) slirp drops every datagram sent to 10.0.2.2, replies
+included. The proxy binds the host port, and for each client talks to the
+container from a socket made inside the container's namespace.
+
+slirp4netns (and the UDP proxy) watch an "exit fd": they quit when the write
+end closes, so they never outlive whoever supervises the container, even one
+killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,6 +110,9 @@ class Slirp:
     exit_fd: int
     api_socket: Path
     log: Path
+    netns: Path | None = None
+    exit_watch: int = -1  # a read end of the exit pipe, for the UDP proxy; closed once published
+    proxy: subprocess.Popen[bytes] | None = None
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         import select
@@ -122,9 +135,52 @@ class Slirp:
     def publish(self, ports: list[PortSpec]) -> None:
         """Add the port forwards; the API socket is not needed afterwards."""
         try:
-            self._publish(ports)
+            self._publish([p for p in ports if p.protocol != "udp"])
+            udp = [p for p in ports if p.protocol == "udp"]
+            if udp:
+                self._publish_udp(udp)
         finally:
             self.api_socket.unlink(missing_ok=True)
+            self._close_exit_watch()
+
+    def _close_exit_watch(self) -> None:
+        if self.exit_watch >= 0:
+            os.close(self.exit_watch)
+            self.exit_watch = -1
+
+    def _publish_udp(self, ports: list[PortSpec]) -> None:
+        """Bind the host ports here (errors show at once), then hand them to the proxy."""
+        if self.netns is None or self.exit_watch < 0:
+            raise NetworkError("publishing UDP ports: no network namespace to forward into")
+        socks: list[socket.socket] = []
+        netns_fd = -1
+        log = -1
+        try:
+            for port in ports:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                try:
+                    sock.bind((port.host_ip or "0.0.0.0", port.host_port))
+                except OSError as exc:
+                    raise NetworkError(f"publishing port {port.host_ip or '0.0.0.0'}:{port.host_port}->"
+                                       f"{port.key}: {exc.strerror} (is the port already allocated?)") from None
+            netns_fd = os.open(self.netns, os.O_RDONLY | os.O_CLOEXEC)
+            log = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            specs = [f"{s.fileno()}:{p.container_port}" for s, p in zip(socks, ports, strict=True)]
+            try:
+                self.proxy = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", _UDP_PROXY, "dockyard-udp-proxy", str(netns_fd),
+                     str(self.exit_watch), GUEST_IP, *specs],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                    pass_fds=(netns_fd, self.exit_watch, *(s.fileno() for s in socks)))
+            except OSError as exc:
+                raise NetworkError(f"starting the UDP port proxy: {exc.strerror}") from exc
+        finally:
+            for sock in socks:
+                sock.close()
+            for fd in (netns_fd, log):
+                if fd >= 0:
+                    os.close(fd)
 
     def _publish(self, ports: list[PortSpec]) -> None:
         for port in ports:
@@ -142,11 +198,14 @@ class Slirp:
         if self.ready_fd >= 0:
             os.close(self.ready_fd)
             self.ready_fd = -1
+        self._close_exit_watch()
         if self.exit_fd >= 0:
             os.close(self.exit_fd)
             self.exit_fd = -1
         self.api_socket.unlink(missing_ok=True)
         self.proc.poll()  # reap it if it is already gone
+        if self.proxy is not None:
+            self.proxy.poll()
 
 
 def _api_call(path: Path, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,13 +242,80 @@ def start_slirp(netns: Path, workdir: Path) -> Slirp:
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(ready_w, exit_r),
             start_new_session=True)
     except OSError as exc:
-        for fd in (ready_r, exit_w):
+        for fd in (ready_r, exit_w, exit_r):
             os.close(fd)
         raise NetworkError(f"starting slirp4netns: {exc.strerror}") from exc
     finally:
-        for fd in (ready_w, exit_r, log):
+        for fd in (ready_w, log):
             os.close(fd)
-    return Slirp(proc, ready_r, exit_w, api, workdir / "slirp.log")
+    # exit_r stays open (it is close-on-exec) for a UDP proxy to watch too.
+    return Slirp(proc, ready_r, exit_w, api, workdir / "slirp.log", netns=netns, exit_watch=exit_r)
+
+
+# The UDP proxy, run as `python -I -S -c _UDP_PROXY NAME NETNS_FD EXIT_FD GUEST_IP HOSTFD:PORT...`:
+# stdlib only, so it starts in a few milliseconds. It enters the container's
+# network namespace (the host sockets it was given stay in the host's), and
+# gives each client (host address and port) a socket connected to the
+# container's port, forgotten after 90 s without traffic (as docker-proxy).
+# It quits when the exit fd reports EOF: the container's supervisor is gone.
+_UDP_PROXY = r"""
+import ctypes, os, select, socket, sys, time
+netns, exit_fd, guest = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.setns(netns, 0x40000000) != 0:
+    sys.exit("dockyard-udp-proxy: setns: " + os.strerror(ctypes.get_errno()))
+os.close(netns)
+poller = select.poll()
+poller.register(exit_fd, select.POLLIN)
+listeners, flows, inner = {}, {}, {}
+for spec in sys.argv[5:]:
+    fd, port = (int(x) for x in spec.split(":"))
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    listeners[fd] = (sock, port)
+    poller.register(fd, select.POLLIN)
+while True:
+    now = time.monotonic()
+    for key, flow in list(flows.items()):
+        if now - flow[1] > 90:
+            del flows[key], inner[flow[0].fileno()]
+            poller.unregister(flow[0])
+            flow[0].close()
+    for fd, _ in poller.poll(30000):
+        if fd == exit_fd:
+            sys.exit(0)
+        if fd in listeners:
+            sock, port = listeners[fd]
+            try:
+                data, client = sock.recvfrom(65535)
+            except OSError:
+                continue
+            flow = flows.get((fd, client))
+            if flow is None:
+                out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                out.setblocking(False)
+                out.connect((guest, port))
+                flow = flows[(fd, client)] = [out, now]
+                inner[out.fileno()] = (sock, client)
+                poller.register(out, select.POLLIN)
+            flow[1] = now
+            try:
+                flow[0].send(data)
+            except OSError:
+                pass  # e.g. ECONNREFUSED: nobody listened for the previous one
+        elif fd in inner:
+            sock, client = inner[fd]
+            flow = flows[(sock.fileno(), client)]
+            try:
+                data = flow[0].recv(65535)
+            except OSError:
+                continue
+            flow[1] = now
+            try:
+                sock.sendto(data, client)
+            except OSError:
+                pass
+"""
 
 
 # A unix socket path must fit in 108 bytes; store roots can be long.

@@ -12,18 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.container.errors import InvalidOption
+from dockyard.runtime.spec import Limits
 
 __all__ = [
     "MountSpec",
     "PortSpec",
     "RunOptions",
+    "parse_cpus",
     "parse_env_file",
+    "parse_memory",
     "parse_mount",
     "parse_publish",
     "parse_security_opts",
     "parse_tmpfs",
     "parse_volume",
     "resolve_env_items",
+    "resource_limits",
 ]
 
 # Docker's rule for local volume names.
@@ -95,6 +99,11 @@ class RunOptions:
     health_start_period: float | None = None
     health_retries: int | None = None
     no_healthcheck: bool = False
+    memory: int | None = None       # bytes (--memory)
+    memory_swap: int | None = None  # memory+swap bytes, -1 unlimited (--memory-swap)
+    cpus: float | None = None       # --cpus
+    pids_limit: int | None = None   # --pids-limit; 0 or less: unlimited
+    userns: str = "host"            # --userns: host | auto
 
 
 def _check_target(target: str, raw: str) -> str:
@@ -274,6 +283,48 @@ def parse_security_opts(values: list[str]) -> tuple[bool, str | None]:
         else:
             raise InvalidOption(f"invalid --security-opt: {value!r}")
     return nnp, seccomp
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)b?", re.IGNORECASE)
+_MIN_MEMORY = 6 << 20  # Docker refuses less
+
+
+def parse_memory(text: str, flag: str = "--memory") -> int:
+    """Docker's sizes: 512, 64k, 64m, 1.5g (binary units, an optional trailing b)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise InvalidOption(f"invalid argument {text!r} for {flag}: invalid size: {text!r}")
+    shift = " kmgtp".index(match.group(2).lower() or " ") * 10
+    return int(float(match.group(1)) * (1 << shift))
+
+
+def parse_cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidOption(f"invalid argument {text!r} for --cpus: not a number") from None
+    return value
+
+
+def resource_limits(opts: RunOptions, cpu_count: int | None = None) -> Limits | None:
+    """The cgroup limits for `opts`, checked with Docker's rules; None: no limit."""
+    if opts.memory_swap is not None and opts.memory_swap != -1 and opts.memory is None:
+        raise InvalidOption("you should always set the memory limit when using the memoryswap limit")
+    if opts.memory is not None and opts.memory < _MIN_MEMORY:
+        raise InvalidOption("minimum memory limit allowed is 6MB")
+    swap = opts.memory_swap if opts.memory is not None else None
+    if swap is not None and swap != -1 and swap < opts.memory:  # type: ignore[operator]
+        raise InvalidOption("minimum memoryswap limit should be larger than memory limit")
+    cpus = opts.cpus or None  # 0 means no limit, as in Docker
+    if cpus is not None:
+        available = cpu_count or os.cpu_count() or 1
+        if not 0.01 <= cpus <= available:
+            raise InvalidOption(f"range of CPUs is from 0.01 to {available}.00, "
+                                f"as there are only {available} CPUs available")
+    pids = opts.pids_limit if opts.pids_limit and opts.pids_limit > 0 else None
+    if opts.memory is None and cpus is None and pids is None:
+        return None
+    return Limits(memory=opts.memory, memory_swap=swap, cpus=cpus, pids=pids)
 
 
 def resolve_env_items(items: list[str], environ: dict[str, str] | None = None) -> list[str]:

@@ -11,21 +11,33 @@ The seccomp profile is Docker's own format (containers-common ships one at
 /usr/share/containers/seccomp.json); it is turned into the OCI form for this
 machine's architecture, kernel and the container's capabilities, with the
 rules' includes/excludes applied the way the Docker engine applies them.
+
+`--userns=auto` (as Podman's): each container gets its own block of 65536
+subordinate ids from /etc/subuid and /etc/subgid (the lines for the user
+"dockyard", else root's), so its root is an unprivileged id on the host.
+The image layers are shared, so they are not chowned: each lower layer is
+given to the overlay through an idmapped mount (Linux 5.12+; overlayfs
+takes idmapped layers since 5.19) that shows on-disk id N as block+N. The
+container's own upper layer stores host ids (block+N).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from dockyard.container.errors import InvalidOption
-from dockyard.runtime.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
+from dockyard.runtime._libc import libc
+from dockyard.runtime.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, UserNamespace
 
-__all__ = ["DEFAULT_SECCOMP_PATHS", "capabilities", "host_devices", "load_seccomp", "seccomp_for"]
+__all__ = ["DEFAULT_SECCOMP_PATHS", "USERNS_OWNERS", "USERNS_SIZE", "allocate_userns", "capabilities",
+           "host_devices", "idmapped_layers", "load_seccomp", "seccomp_for", "subordinate_ranges"]
 
 DEFAULT_SECCOMP_PATHS = ("/usr/share/containers/seccomp.json", "/etc/containers/seccomp.json")
 
@@ -176,3 +188,129 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
                         "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
                         "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
     return out
+
+
+# -- user namespaces (--userns=auto) ---------------------------------------------
+
+USERNS_SIZE = 65536
+USERNS_OWNERS = ("dockyard", "root")  # whose /etc/subuid lines are used, first found wins
+SUBUID, SUBGID = Path("/etc/subuid"), Path("/etc/subgid")
+
+
+def subordinate_ranges(path: Path, owners: Iterable[str] = USERNS_OWNERS) -> list[tuple[int, int]]:
+    """(start, count) ranges of the first of `owners` listed in a subuid/subgid file."""
+    wanted = list(owners)
+    found: dict[str, list[tuple[int, int]]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            continue
+        name = "root" if parts[0] == "0" else parts[0]
+        if name in wanted and int(parts[1]) > 0:
+            found.setdefault(name, []).append((int(parts[1]), int(parts[2])))
+    for name in wanted:
+        if name in found:
+            return found[name]
+    return []
+
+
+def _blocks(ranges: list[tuple[int, int]], size: int) -> list[int]:
+    return [start + i * size for start, count in ranges for i in range(count // size)]
+
+
+def allocate_userns(in_use: Iterable[int], size: int = USERNS_SIZE) -> UserNamespace:
+    """The first free block of `size` subordinate uids (and the matching gids).
+
+    `in_use` are the host uids where other containers' blocks start.
+    """
+    uids = _blocks(subordinate_ranges(SUBUID), size)
+    gids = _blocks(subordinate_ranges(SUBGID), size)
+    if not uids or not gids:
+        raise InvalidOption(f"--userns=auto needs {size} subordinate ids: add a line such as "
+                            f"'dockyard:100000:{size * 10}' to {SUBUID} and {SUBGID}")
+    taken = set(in_use)
+    for uid, gid in zip(uids, gids):
+        if uid not in taken:
+            return UserNamespace(uid, gid, size)
+    raise InvalidOption(f"--userns=auto: every block of {size} subordinate ids is in use; "
+                        f"add more to {SUBUID} and {SUBGID}")
+
+
+_CLONE_NEWUSER = 0x10000000
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_MOUNT_ATTR_IDMAP = 0x00100000
+_SYS_OPEN_TREE, _SYS_MOUNT_SETATTR = 428, 442  # the same number on every architecture but alpha
+
+
+libc.syscall.restype = ctypes.c_long
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _userns_fd(ns: UserNamespace) -> int:
+    """An fd of a new user namespace with `ns`'s mappings (held by a short-lived child)."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only makes system calls and exits
+        code = 0 if libc.unshare(_CLONE_NEWUSER) == 0 else 1
+        os.write(ready_w, bytes([code]))
+        os.read(done_r, 1)
+        os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"\0":
+            raise InvalidOption("--userns=auto: the kernel refused a new user namespace")
+        for kind, start in (("uid", ns.uid), ("gid", ns.gid)):
+            with open(f"/proc/{pid}/{kind}_map", "w", encoding="ascii") as fh:
+                fh.write(f"0 {start} {ns.size}\n")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
+def _idmapped(path: Path, userns_fd: int) -> int:
+    """A detached clone of the mount at `path`, shifted by the namespace's mapping."""
+    long = ctypes.c_long
+    fd = libc.syscall(long(_SYS_OPEN_TREE), long(_AT_FDCWD), os.fsencode(path),
+                      long(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC))
+    if fd < 0:
+        raise InvalidOption(f"--userns=auto: cloning {path}: {os.strerror(ctypes.get_errno())}")
+    attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    if libc.syscall(long(_SYS_MOUNT_SETATTR), long(fd), b"", long(_AT_EMPTY_PATH), ctypes.byref(attr),
+                    long(ctypes.sizeof(attr))):
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise InvalidOption(f"--userns=auto: idmapped mount of {path}: {os.strerror(err)} "
+                            "(needs Linux 5.12+ and a filesystem that supports it)")
+    return int(fd)
+
+
+@contextmanager
+def idmapped_layers(lowers: Iterable[Path], ns: UserNamespace) -> Iterator[list[Path]]:
+    """`/proc/self/fd/N` paths of idmapped clones of `lowers`, open while in the block.
+
+    Mount the overlay inside the block: it keeps the clones alive afterwards.
+    """
+    with ExitStack() as stack:
+        userns = _userns_fd(ns)
+        stack.callback(os.close, userns)
+        paths = []
+        for lower in lowers:
+            fd = _idmapped(Path(lower), userns)
+            stack.callback(os.close, fd)
+            paths.append(Path(f"/proc/self/fd/{fd}"))
+        yield paths

@@ -11,6 +11,11 @@ upper dir although the step never made them; BuildKit's layers leave them
 out. `run_process` records which ones were missing before the run
 (`RunResult.stubs`); the caller then calls `RunResult.remove_stubs(upper)`
 (or `remove_mount_stubs`) before diffing the upper dir.
+
+Limits: every RUN step gets `default_run_limits()`, a pids cgroup limit of
+4096 processes (a quarter of the kernel's pid_max on a host where that is
+less), so a fork bomb in a Dockerfile fills its own cgroup and not the host's
+process table. Podman's containers get 2048 by default; BuildKit sets none.
 """
 
 from __future__ import annotations
@@ -32,10 +37,21 @@ from dockyard.runtime._paths import scoped_resolve, split_clean
 from dockyard.runtime.runc import Runtime, Stdio, find_runtime
 from dockyard.runtime.users import lookup_home, resolve_user
 
-__all__ = ["DEFAULT_PATH", "RunResult", "missing_mount_points", "prepare_cwd",
-           "remove_mount_stubs", "run_process"]
+__all__ = ["DEFAULT_PATH", "RUN_PIDS_LIMIT", "RunResult", "default_run_limits",
+           "missing_mount_points", "prepare_cwd", "remove_mount_stubs", "run_process"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RUN_PIDS_LIMIT = 4096
+
+
+def default_run_limits() -> oci.Limits:
+    """The limits a RUN step gets unless the build says otherwise (see the module doc)."""
+    try:
+        with open("/proc/sys/kernel/pid_max", encoding="ascii") as fh:
+            pid_max = int(fh.read())
+    except (OSError, ValueError):
+        pid_max = 32768
+    return oci.Limits(pids=max(64, min(RUN_PIDS_LIMIT, pid_max // 4)))
 
 # Mount points every container gets (the kernel filesystems below these live
 # inside them, not in the rootfs).
@@ -236,6 +252,7 @@ def run_process(
     seccomp: Mapping[str, Any] | None = None,
     cgroups_path: str | None = None,
     resolv_conf: Path = Path("/etc/resolv.conf"),
+    limits: oci.Limits | None = None,
 ) -> RunResult:
     """Run `args` in a container on `rootfs` and wait for it.
 
@@ -243,7 +260,8 @@ def run_process(
     `overlay.mounted`); `state_dir` is a dockyard-owned directory holding the
     runtime's state and the per-run bundle (removed afterwards). `network` is
     "host", "none" or a network namespace path. `extra_mounts` are OCI mount
-    dicts (see `spec.bind_mount`). stdin defaults to /dev/null.
+    dicts (see `spec.bind_mount`). stdin defaults to /dev/null. `limits`
+    are the container's cgroup limits (memory, cpus, pids).
 
     Returns a RunResult; a container that could not start at all raises
     `runc.ContainerStartError` (with Docker's 125/126/127 in `exit_code`).
@@ -267,7 +285,7 @@ def run_process(
             additional_gids=groups, readonly_rootfs=readonly_rootfs, hostname=hostname,
             network=network, mounts=mounts, capabilities=capabilities,
             no_new_privileges=no_new_privileges, rlimits=rlimits, seccomp=seccomp,
-            cgroups_path=cgroups_path)
+            cgroups_path=cgroups_path, limits=limits)
         oci.write_config(bundle, config)
         rt = runtime or find_runtime(state_dir / "runtime")
         code = rt.run(bundle, container_id, stdin=stdin, stdout=stdout, stderr=stderr)

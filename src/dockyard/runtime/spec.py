@@ -7,6 +7,12 @@ filesystems on /proc /dev /sys, the masked and read-only /proc paths, and the
 device cgroup allow list. The host may lack some capability in its own
 bounding set (CAP_SYS_RESOURCE on the build machines): asking runc for it
 fails the whole run, so every capability list is cut down to the host's.
+
+Resource limits (`Limits`) become `linux.resources`: the v1 fields (memory
+limit and memory+swap, CFS quota and period, pids) where runc drives the v1
+controllers (legacy and hybrid hosts), `linux.resources.unified` keys where
+/sys/fs/cgroup is cgroup2. A user namespace (`UserNamespace`) maps the
+container's ids 0..size-1 onto a range of subordinate host ids.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ import json
 import os
 import resource
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard.errors import ContainerRuntimeError
 
 __all__ = ["CAPABILITY_NUMBERS", "DEFAULT_CAPABILITIES", "DEFAULT_MASKED_PATHS",
-           "DEFAULT_READONLY_PATHS", "bind_mount", "capability_mask", "host_capabilities",
-           "make_spec", "write_config"]
+           "DEFAULT_READONLY_PATHS", "Limits", "UserNamespace", "bind_mount", "capability_mask",
+           "cgroup_version", "host_capabilities", "limit_resources", "make_spec", "write_config"]
 
 OCI_VERSION = "1.0.2"
 
@@ -140,6 +147,118 @@ def _rlimits(limits: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one container; None means no limit.
+
+    `memory_swap` is memory plus swap, as Docker's --memory-swap: None gives
+    twice `memory` (Docker's default), -1 unlimited swap. `cpus` is a share
+    of CPUs (0.5 = half of one CPU per CFS period), `pids` a process count.
+    """
+
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory is not None and self.memory <= 0:
+            raise ContainerRuntimeError(f"memory limit must be positive: {self.memory}")
+        if self.memory_swap is not None and self.memory_swap != -1:
+            if self.memory is None or self.memory_swap < self.memory:
+                raise ContainerRuntimeError("memory+swap limit must be at least the memory limit")
+        if self.cpus is not None and not self.cpus > 0:
+            raise ContainerRuntimeError(f"cpus must be positive: {self.cpus}")
+        if self.pids is not None and self.pids <= 0:
+            raise ContainerRuntimeError(f"pids limit must be positive: {self.pids}")
+
+    @property
+    def swap_total(self) -> int | None:
+        """Memory plus swap in bytes, -1 for unlimited, None without a memory limit."""
+        if self.memory is None:
+            return None
+        return self.memory * 2 if self.memory_swap is None else self.memory_swap
+
+
+CPU_PERIOD = 100_000  # microseconds, Docker's CFS period for --cpus
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_version(mountinfo: Path = Path("/proc/self/mountinfo")) -> int:
+    """2 when /sys/fs/cgroup is a cgroup2 mount (unified), else 1 (legacy or hybrid:
+    runc then drives the v1 controllers)."""
+    fstype = ""
+    with open(mountinfo, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) > 6 and fields[4] == str(_CGROUP_ROOT) and "-" in fields:
+                fstype = fields[fields.index("-") + 1]  # the last mount there is the visible one
+    return 2 if fstype == "cgroup2" else 1
+
+
+def _swap_accounting(version: int) -> bool:
+    # Without swap accounting (swapaccount=0, or no swap controller) runc fails
+    # on a memory+swap value, so it is left out, as Docker does.
+    if version == 1:
+        return (_CGROUP_ROOT / "memory" / "memory.memsw.limit_in_bytes").exists()
+    return any(_CGROUP_ROOT.glob("*/memory.swap.max"))
+
+
+def limit_resources(limits: Limits, version: int | None = None,
+                    swap_accounting: bool | None = None) -> dict[str, Any]:
+    """The `linux.resources` entries for `limits` on a cgroup v1 or v2 host."""
+    version = cgroup_version() if version is None else version
+    swap = swap_accounting if swap_accounting is not None else _swap_accounting(version)
+    quota = None if limits.cpus is None else max(1000, round(limits.cpus * CPU_PERIOD))
+    total = limits.swap_total
+    out: dict[str, Any] = {}
+    if version == 2:
+        unified: dict[str, str] = {}
+        if limits.memory is not None:
+            unified["memory.max"] = str(limits.memory)
+            if swap and total is not None:  # v2 counts swap alone
+                unified["memory.swap.max"] = "max" if total == -1 else str(total - limits.memory)
+        if quota is not None:
+            unified["cpu.max"] = f"{quota} {CPU_PERIOD}"
+        if limits.pids is not None:
+            unified["pids.max"] = str(limits.pids)
+        if unified:
+            out["unified"] = unified
+        return out
+    if limits.memory is not None:
+        out["memory"] = {"limit": limits.memory}
+        if swap and total is not None:
+            out["memory"]["swap"] = total
+    if quota is not None:
+        out["cpu"] = {"quota": quota, "period": CPU_PERIOD}
+    if limits.pids is not None:
+        out["pids"] = {"limit": limits.pids}
+    return out
+
+
+@dataclass(frozen=True)
+class UserNamespace:
+    """Container uids/gids 0..size-1 are host ids uid../gid.. (subordinate ids)."""
+
+    uid: int
+    gid: int
+    size: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.uid <= 0 or self.gid <= 0 or self.size <= 0:
+            raise ContainerRuntimeError("a user namespace needs a non-root host id range")
+
+    def host_uid(self, uid: int) -> int:
+        return self.uid + uid
+
+    def host_gid(self, gid: int) -> int:
+        return self.gid + gid
+
+    def mappings(self) -> dict[str, list[dict[str, int]]]:
+        return {"uidMappings": [{"containerID": 0, "hostID": self.uid, "size": self.size}],
+                "gidMappings": [{"containerID": 0, "hostID": self.gid, "size": self.size}]}
+
+
 def bind_mount(source: Path | str, destination: str, *, readonly: bool = False) -> dict[str, Any]:
     """An OCI bind mount entry (recursive, private)."""
     options = ["rbind", "rprivate"]
@@ -172,6 +291,8 @@ def make_spec(
     annotations: Mapping[str, str] | None = None,
     privileged: bool = False,
     devices: Sequence[Mapping[str, Any]] = (),
+    limits: Limits | None = None,
+    userns: UserNamespace | None = None,
 ) -> dict[str, Any]:
     """Build a config.json dict.
 
@@ -182,7 +303,10 @@ def make_spec(
     the ones in the host's bounding set are asked for. `privileged` makes
     /sys and the cgroup mount writable and allows every device in the device
     cgroup (masked paths, capabilities and seccomp are the caller's to set);
-    `devices` are OCI device nodes to create in /dev.
+    `devices` are OCI device nodes to create in /dev. `limits` become
+    cgroup resources (see `limit_resources`). `userns` runs the container in a
+    new user namespace; without a network namespace of its own there, /sys is
+    the host's, bound read-only (the kernel refuses a sysfs mount then).
     """
     if not args:
         raise ContainerRuntimeError("no command given to run")
@@ -210,6 +334,8 @@ def make_spec(
         if not network.startswith("/"):
             raise ContainerRuntimeError(f"unknown network mode: {network}")
         namespaces.append({"type": "network", "path": network})
+    if userns is not None:
+        namespaces.append({"type": "user"})
 
     rules: list[dict[str, Any]] = []
     for allow, kind, major, minor in ((True, None, None, None),) if privileged else _DEVICE_RULES:
@@ -222,8 +348,10 @@ def make_spec(
         "namespaces": namespaces,
         "maskedPaths": list(masked_paths),
         "readonlyPaths": list(readonly_paths),
-        "resources": {"devices": rules},
+        "resources": {"devices": rules, **(limit_resources(limits) if limits else {})},
     }
+    if userns is not None:
+        linux.update(userns.mappings())
     if devices:
         linux["devices"] = [dict(d) for d in devices]
     if seccomp is not None:
@@ -236,7 +364,8 @@ def make_spec(
         "process": process,
         "root": {"path": str(rootfs), "readonly": readonly_rootfs},
         "hostname": hostname,
-        "mounts": [_kernel_mount(m, privileged) for m in _KERNEL_MOUNTS] + [dict(m) for m in mounts],
+        "mounts": [_kernel_mount(m, privileged, host_sysfs=userns is not None and network != "none")
+                   for m in _KERNEL_MOUNTS] + [dict(m) for m in mounts],
         "linux": linux,
     }
     if annotations:
@@ -244,8 +373,13 @@ def make_spec(
     return spec
 
 
-def _kernel_mount(mount: Mapping[str, Any], privileged: bool) -> dict[str, Any]:
+def _kernel_mount(mount: Mapping[str, Any], privileged: bool, host_sysfs: bool = False) -> dict[str, Any]:
     options = list(mount["options"])
+    if host_sysfs and mount["type"] == "sysfs":
+        # sysfs may only be mounted by the user namespace owning the network
+        # namespace; in a joined one, bind the host's, read-only (as Podman).
+        return {"destination": "/sys", "type": "bind", "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
     if privileged and mount["type"] in ("sysfs", "cgroup"):
         options = [o for o in options if o != "ro"]  # as Docker: writable for --privileged
     return {**mount, "options": options}

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,8 +382,14 @@ class Store:
 
 
 def remove_tree(path: Path) -> None:
-    """rm -rf that never follows symlinks (shutil.rmtree does not)."""
-    if path.is_symlink() or not path.exists():
-        path.unlink(missing_ok=True)
+    """rm -rf that never follows symlinks (shutil.rmtree does not): a
+    directory goes with everything in it; anything else (a file, a symlink,
+    a socket...) is unlinked; a missing path is fine."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        Path(path).unlink(missing_ok=True)
         return
     shutil.rmtree(path, ignore_errors=True)
