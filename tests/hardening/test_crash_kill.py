@@ -193,9 +193,3 @@ def test_killed_rmi_and_prune_leave_a_consistent_store(crash_store):
             store.db.close()
     again = run_cli(root, "build", "-q", "--build-arg", "N=5", "-t", "app:again", str(ctx))
     assert again.returncode == 0, again.stderr
-
-
-@pytest.mark.skip(reason="TODO(registry): kill `dockyard pull` and `dockyard push` against the "
-                         "local registry the same way, then fsck and pull/push again")
-def test_killed_pull_and_push_leave_a_consistent_store():
-    raise AssertionError("not written yet")

@@ -240,9 +240,3 @@ def test_broken_tar_layer_through_load(tmp_path):
     with store.blobs.open(image.layer_digests[-1]) as f, tarfile.open(fileobj=f) as tf:
         assert tf.getmember("found").size == 6149
     check_store_layout(store)
-
-
-@pytest.mark.skip(reason="TODO(registry): serve each hostile image from the local registry, "
-                         "`pull` it and build FROM it, with the same sentinel checks")
-def test_hostile_layer_through_pull():
-    raise AssertionError("not written yet")

@@ -160,9 +160,14 @@ class TokenServer(_Threaded):
 class Fault:
     method: str
     pattern: str            # regex searched in the request path
-    # "drop" (half the body, then close), "reset" (close, no answer), "500", "429", "corrupt"
+    # "drop" (half the body, then close), "reset" (close, no answer), "500", "429", "corrupt";
+    # "short" (half the body, framed as complete), "long" (arg appended, framed as complete),
+    # "substitute" (the body of the path in arg, under the asked path's headers),
+    # "stall" (wait arg seconds, then close with no answer and nothing forwarded)
     kind: str
     times: int = 1
+    after: int = 0  # let this many matching requests through first
+    arg: str = ""
 
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te"}
@@ -192,6 +197,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         fault = owner.take(self.command, self.path)
         owner.log.append((self.command, self.path, len(body), fault.kind if fault else "",
                           self.headers.get("Range", "")))
+        if fault is not None and fault.kind == "stall":
+            time.sleep(float(fault.arg or 30))
+            fault = Fault(self.command, "", "reset")
         if fault is not None and fault.kind == "reset":
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
@@ -219,6 +227,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             out_headers.append(("OCI-Chunk-Min-Length", str(owner.chunk_min)))
         if fault is not None and fault.kind == "corrupt" and data:
             data = bytes([data[0] ^ 0xFF]) + data[1:]
+        if fault is not None and fault.kind in ("short", "long", "substitute") and self.command == "GET":
+            if fault.kind == "short":
+                data = data[: len(data) // 2]
+            elif fault.kind == "long":
+                data = data + (fault.arg.encode() or b"x")
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", owner.upstream, timeout=30)
+                conn.request("GET", fault.arg, headers=headers)
+                data = conn.getresponse().read()
+                conn.close()
+            out_headers = [(k, v) for k, v in out_headers if k.lower() != "content-length"]
+            out_headers.append(("Content-Length", str(len(data))))
         self.send_response(upstream.status, upstream.reason)
         for k, v in out_headers:
             self.send_header(k, v)
@@ -251,14 +271,18 @@ class FaultProxy(_Threaded):
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def add(self, method: str, pattern: str, kind: str, times: int = 1) -> None:
+    def add(self, method: str, pattern: str, kind: str, times: int = 1, *, after: int = 0,
+            arg: str = "") -> None:
         with self._lock:
-            self.faults.append(Fault(method, pattern, kind, times))
+            self.faults.append(Fault(method, pattern, kind, times, after, arg))
 
     def take(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == method and re.search(fault.pattern, path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.times -= 1
                     return fault
         return None

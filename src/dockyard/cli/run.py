@@ -48,9 +48,8 @@ def _show_created(exc: BaseException) -> None:
 
 def build_options(params: dict) -> object:
     """RunOptions from the click parameters (shared with tests)."""
-    from ..container import RunOptions
-    from ..container.options import parse_cpus, parse_memory
     from ..container import (
+        RunOptions,
         parse_env_file,
         parse_mount,
         parse_publish,
@@ -59,6 +58,7 @@ def build_options(params: dict) -> object:
         parse_volume,
         resolve_env_items,
     )
+    from ..container.options import parse_cpus, parse_memory
 
     env: list[str] = []
     for path in params["env_files"]:

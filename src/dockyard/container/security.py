@@ -34,7 +34,11 @@ from typing import Any
 
 from dockyard.container.errors import InvalidOption
 from dockyard.runtime._libc import libc
-from dockyard.runtime.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, UserNamespace
+from dockyard.runtime.spec import (
+    CAPABILITY_NUMBERS,
+    DEFAULT_CAPABILITIES,
+    UserNamespace,
+)
 
 __all__ = ["DEFAULT_SECCOMP_PATHS", "USERNS_OWNERS", "USERNS_SIZE", "allocate_userns", "capabilities",
            "host_devices", "idmapped_layers", "load_seccomp", "seccomp_for", "subordinate_ranges"]
@@ -263,6 +267,8 @@ def _userns_fd(ns: UserNamespace) -> int:
     done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child only makes system calls and exits
+        os.close(ready_r)
+        os.close(done_w)
         code = 0 if libc.unshare(_CLONE_NEWUSER) == 0 else 1
         os.write(ready_w, bytes([code]))
         os.read(done_r, 1)

@@ -137,9 +137,14 @@ class _Pusher:
             _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for f in pending:
                 f.cancel()
-            for f in futures:
-                if f.done() and not f.cancelled() and f.exception() is not None:
-                    raise f.exception()  # type: ignore[misc]
+        # the pool is shut down: every future is done or cancelled
+        failures = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        if failures:
+            # what reached the registry is remembered, so pushing again neither
+            # compresses nor uploads it (HEAD finds it)
+            reached = [f.result() for f in layer_futures.values() if not f.cancelled() and f.exception() is None]
+            remember_blobs(self.store, [r.learnt for r in reached if r.learnt is not None])
+            raise failures[0]  # type: ignore[misc]
         results = {digest: f.result() for digest, f in layer_futures.items()}
 
         layers = [results[layer["digest"]].desc for layer in local]

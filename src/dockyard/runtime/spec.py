@@ -164,9 +164,8 @@ class Limits:
     def __post_init__(self) -> None:
         if self.memory is not None and self.memory <= 0:
             raise ContainerRuntimeError(f"memory limit must be positive: {self.memory}")
-        if self.memory_swap is not None and self.memory_swap != -1:
-            if self.memory is None or self.memory_swap < self.memory:
-                raise ContainerRuntimeError("memory+swap limit must be at least the memory limit")
+        if self.memory_swap not in (None, -1) and (self.memory is None or self.memory_swap < self.memory):
+            raise ContainerRuntimeError("memory+swap limit must be at least the memory limit")
         if self.cpus is not None and not self.cpus > 0:
             raise ContainerRuntimeError(f"cpus must be positive: {self.cpus}")
         if self.pids is not None and self.pids <= 0:
