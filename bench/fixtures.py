@@ -72,7 +72,7 @@ class Registry:
         self.dir = scratch / f"registry-{addr.rsplit(':', 1)[1]}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         if registry_up(self.addr):
             return self
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -89,8 +89,9 @@ storage:
 http:
   addr: {self.addr}
 """)
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=open(self.dir / "log", "w"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.dir / "log", "w") as log:
+            self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         for _ in range(100):
             if registry_up(self.addr):
                 return self

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import gzip
-import os
 import re
 import shutil
 import subprocess

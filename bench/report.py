@@ -273,10 +273,12 @@ def results_block(meta, samples, notes, hot, tools, args) -> str:
              f"- Debian base: {meta['base']}",
              f"- Load average (1 min) during the run: min {meta['load']['min']}, median {meta['load']['median']}, "
              f"max {meta['load']['max']} on {os.cpu_count()} cores; shared with other engineers' test runs "
-             f"({meta['busy']} pytest/dockerd/buildah processes at the end)",
+             f"({meta['busy']} pytest/dockerd/buildah processes at the end)"
+             + ("; fork-heavy tests elsewhere inflate the load average, the busy share below says more"
+                if meta['load']['max'] > 10 * (os.cpu_count() or 1) else ""),
              f"- Python start-up here: `python -c pass` {meta['python_startup_ms']['with_site']} ms, "
              f"with -S (no site, no .pth files) {meta['python_startup_ms']['without_site']} ms; "
-             f"`import dockyard.cli.main` {meta['python_startup_ms']['import_dockyard_cli']} ms in all", "",
+             f"`import dockyard.cli.main` {meta['python_startup_ms']['import_dockyard_cli']} ms in all",
              *_provenance(meta),
              *([f"- Machine busy (all cores, anyone) in the half second before each measure: median "
                 f"{100 * meta['busy_before']['median']:.0f}%, max {100 * meta['busy_before']['max']:.0f}% "

@@ -113,8 +113,14 @@ class SourceTree:
     def flush_hashes(self) -> None:
         if self._db is None or not self._new:
             return
-        self._db.executemany("INSERT OR REPLACE INTO filehash(path, stat, digest) VALUES (?,?,?)",
-                             [(p, st, d) for p, (st, d) in self._new.items()])
+        self._db.execute("BEGIN IMMEDIATE")   # one transaction, not one per row
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO filehash(path, stat, digest) VALUES (?,?,?)",
+                                 [(p, st, d) for p, (st, d) in self._new.items()])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
         self._new = {}
 
     def ignored(self, rel: str) -> bool:
