@@ -125,7 +125,7 @@ def ps(ctx, all_, quiet, no_trunc):
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
 @click.pass_context
 def logs(ctx, container, follow, tail, timestamps):
-    """Show a container's output (kept for detached containers)."""
+    """Show a container's output (kept unless it ran with --rm)."""
     from ..container import container_logs
 
     count = None if tail == "all" else int(tail)

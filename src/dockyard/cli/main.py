@@ -65,6 +65,15 @@ def _ssh(values) -> dict[str, str]:
 
 
 class Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in _LAZY:
+            command = _lazy_command(name)
+        return command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -351,17 +360,27 @@ def prune(ctx, all_, force, cache_mounts):
     click.echo(f"Deleted {count} blobs; total reclaimed space: {_size(freed)}")
 
 
-from . import registry_cmds  # noqa: E402
-from .container_cmds import COMMANDS as _CONTAINER  # noqa: E402
-from .fsck_cmd import COMMANDS as _FSCK  # noqa: E402
-from .inspect_cmds import COMMANDS as _INSPECT  # noqa: E402
-from .lint_cmds import COMMANDS as _LINT  # noqa: E402
-from .run import run  # noqa: E402
+# Commands that live in other modules, imported only when used (or listed in
+# --help), so `dockyard build` does not pay for the registry client or `run`.
+_LAZY = {
+    "run": "run:run",
+    "ps": "container_cmds:ps", "logs": "container_cmds:logs", "stop": "container_cmds:stop",
+    "kill": "container_cmds:kill", "rm": "container_cmds:rm", "exec": "container_cmds:exec_",
+    "wait": "container_cmds:wait", "container": "container_cmds:container",
+    "volume": "container_cmds:volume",
+    "fsck": "fsck_cmd:fsck",
+    "layers": "inspect_cmds:layers", "diff": "inspect_cmds:diff", "sbom": "inspect_cmds:sbom",
+    "lint": "lint_cmds:lint", "init": "lint_cmds:init",
+    "login": "registry_cmds:login", "logout": "registry_cmds:logout", "push": "registry_cmds:push",
+    "pull": "registry_cmds:pull", "manifest": "registry_cmds:manifest",
+}
 
-cli.add_command(run)
-for _cmd in [*_LINT, *_INSPECT, *_CONTAINER, *_FSCK, registry_cmds.login, registry_cmds.logout, registry_cmds.push, registry_cmds.pull,
-             registry_cmds.manifest]:
-    cli.add_command(_cmd)
+
+def _lazy_command(name: str):
+    import importlib
+
+    module, _, attr = _LAZY[name].partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
 
 
 def main() -> None:
