@@ -128,7 +128,8 @@ def test_no_descriptor_of_dockyard_reaches_a_container(store, base_image, tmp_pa
     moved = []
     try:
         for n, fd in enumerate(leaked):
-            moved.append(os.dup2(fd, 40 + n, inheritable=True))
+            # far above anything the suite has open, so no leaked fd is clobbered
+            moved.append(os.dup2(fd, 1000 + n, inheritable=True))
         ctx = write(tmp_path / "ctx", {"Dockerfile": """
             FROM busybox:latest
             RUN for fd in /proc/self/fd/*; do echo "$fd -> $(readlink $fd)"; done
