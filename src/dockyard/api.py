@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from .errors import DockyardError, ImageNotFound, StoreError
-from .reference import Reference
+from .reference import Reference, shown_name
 from .store import Image, Store
 
 __all__ = ["build", "get_image", "history", "images", "import_image", "inspect", "load", "login",
@@ -42,7 +42,7 @@ def get_image(store: Store, name: str) -> Image:
     try:
         return store.lookup(name, canonical)
     except ImageNotFound:
-        raise ImageNotFound(f"no such image: {name}") from None
+        raise ImageNotFound(f"no such image: {shown_name(name)}") from None
 
 
 def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: Iterable[str] = (),

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_PATH_LENGTH",
     "Reference",
     "parse_reference",
+    "shown_name",
 ]
 
 DEFAULT_DOMAIN = "docker.io"
@@ -87,7 +88,7 @@ class Reference:
         name = f"{domain}/{path}"
         if not _DOMAIN_RE.fullmatch(domain):
             raise InvalidReference(
-                f'invalid reference format: bad registry domain in "{name}"'
+                f"invalid reference format: bad registry domain in {_quote(name)}"
             )
         if not _PATH_RE.fullmatch(path):
             why = (
@@ -96,17 +97,17 @@ class Reference:
                 else "is malformed"
             )
             raise InvalidReference(
-                f'invalid reference format: repository name "{path}" {why}'
+                f"invalid reference format: repository name {_quote(path)} {why}"
             )
         if len(path) > MAX_PATH_LENGTH:
             raise InvalidReference(
-                f'repository name "{path[:40]}..." must not be more than '
+                f"repository name {_quote(path[:40] + '...')} must not be more than "
                 f"{MAX_PATH_LENGTH} characters"
             )
         if self.tag is not None and not (
             isinstance(self.tag, str) and _TAG_RE.fullmatch(self.tag)
         ):
-            raise InvalidReference(f'invalid tag format "{self.tag}"')
+            raise InvalidReference(f"invalid tag format {_quote(str(self.tag))}")
         if self.digest is not None:
             object.__setattr__(self, "digest", _digest(self.digest))
 
@@ -160,7 +161,7 @@ def parse_reference(s: str, default_tag: str | None = DEFAULT_TAG) -> Reference:
     try:
         return _parse(s, default_tag)
     except InvalidReference as e:
-        raise InvalidReference(f'parsing reference "{s}": {e}') from None
+        raise InvalidReference(f"parsing reference {_quote(s)}: {e}") from None
 
 
 def _parse(s: str, default_tag: str | None) -> Reference:
@@ -205,10 +206,40 @@ def _split_domain(s: str) -> tuple[str, str]:
     return first, rest
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
+            "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def _quote(text: str) -> str:
+    """Go's %q (strconv.Quote): double quotes, printable characters kept, the
+    rest escaped, so a name with a line break still gives a one-line message."""
+    out = ['"']
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x80
+                       else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def shown_name(name: str) -> str:
+    """A name for a message: as it is when printable (Docker's "No such
+    image: busybox"), else quoted like Go's %q so the message stays one line."""
+    return name if name.isprintable() else _quote(name)
+
+
 def _digest(value: str | Digest) -> str:
     if isinstance(value, Digest):
         return str(value)
     try:
         return str(Digest.parse(value))
     except ImageFormatError as e:
-        raise InvalidReference(str(e)) from None
+        message = str(e)
+        if not message.isprintable():  # the digest as it was given, line breaks and all
+            message = f"invalid digest {_quote(str(value))}"
+        raise InvalidReference(message) from None

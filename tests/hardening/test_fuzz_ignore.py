@@ -88,8 +88,6 @@ def test_ignore_corpus(path: Path):
     check_matcher(parse_ignore(pats), [p for p in paths.splitlines() if p])
 
 
-@pytest.mark.xfail(strict=True, reason="dockerfile/ignore.py: patterns compile to backtracking Python "
-                   "regexes; chains of ** or *x* take exponential time (Go's matcher is linear)")
 @pytest.mark.parametrize("path", corpus_files("crashers/ignore"), ids=lambda p: p.name)
 def test_ignore_crashers(path: Path):
     """Known hangs, kept until fixed (then move the file to corpus/ignore)."""

@@ -87,18 +87,11 @@ def test_fuzz_store_lookup(store_dir, name):
         assert isinstance(result, (InvalidReference,)) or "ambiguous" in str(result), result
 
 
-_RAW_INPUT = pytest.mark.xfail(strict=True, reason="reference.py and store lookups put the name into "
-                               "the message unquoted; a name with a line break gives a two-line "
-                               "error (Go quotes it with %q)")
-
-
-@_RAW_INPUT
 @pytest.mark.parametrize("name", ["\n", "A\n", "busybox\nlatest"])
 def test_reference_errors_are_one_line(name):
     clear_errors(parse_reference, name)
 
 
-@_RAW_INPUT
 @pytest.mark.parametrize("name", ["\n", "abcd\n"])
 def test_lookup_errors_are_one_line(name, tmp_path):
     clear_errors(api.get_image, Store(tmp_path), name)

@@ -117,12 +117,12 @@ class _Source:
             if path not in self.links:
                 return path
             path = self.links[path]
-        raise StoreError(f"{self.name}: too many levels of links at {path}")
+        raise StoreError(f"{self.name}: too many levels of links at {oci.one_line(path)}")
 
     def entry(self, path: str) -> _Entry:
         entry = self.entries.get(self._resolve(path))
         if entry is None:
-            raise StoreError(f"{self.name}: {path} is missing from the archive")
+            raise StoreError(f"{self.name}: {oci.one_line(path)} is missing from the archive")
         return entry
 
     def read(self, path: str) -> bytes:
@@ -134,20 +134,23 @@ class _Source:
             return json.loads(self.read(path))
         except ValueError:
             raise StoreError(f"{self.name}: {path} is not valid JSON") from None
+        except RecursionError:
+            raise StoreError(f"{self.name}: {path} is not valid JSON: nested too deeply") from None
 
     def blob(self, digest: str, where: str) -> bytes:
         """An OCI layout blob, checked against its digest."""
         path = oci.blob_path(digest, where)
         entry = self.entry(path)
         if entry.raw != digest:
-            raise StoreError(f"{self.name}: {path} does not match its digest (content is {entry.raw})")
+            raise StoreError(f"{self.name}: {oci.one_line(path)} does not match its digest "
+                             f"(content is {entry.raw})")
         return self.read(path)
 
     def layer(self, path: str, claimed: str | None) -> tuple[str, int]:
         """Store a layer (uncompressed); returns its blob digest (= diff id) and size."""
         entry = self.entry(path)
         if claimed and entry.raw != claimed:
-            raise LayerError(f"{self.name}: layer {path} does not match its digest {claimed} "
+            raise LayerError(f"{self.name}: layer {oci.one_line(path)} does not match its digest {claimed} "
                              f"(content is {entry.raw})")
         if entry.stored is None:
             entry.stored = self._store(path, io.BytesIO(entry.data))
@@ -169,17 +172,19 @@ def _verify(src: _Source, planned: oci.Planned) -> list[tuple[str, int]]:
                          f"content ({config_digest})")
     try:
         diff_ids = json.loads(planned.config)["rootfs"]["diff_ids"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise StoreError(f"{src.name}: config {config_digest} has no rootfs.diff_ids") from None
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(planned.layers):
+    if not isinstance(diff_ids, list):
+        raise StoreError(f"{src.name}: config {config_digest}: rootfs.diff_ids is not a list")
+    if len(diff_ids) != len(planned.layers):
         raise StoreError(f"{src.name}: config {config_digest} lists {len(diff_ids)} diff ids "
                          f"but the archive has {len(planned.layers)} layers for it")
     layers = []
     for (path, claimed), diff_id in zip(planned.layers, diff_ids):
         digest, size = src.layer(path, claimed)
         if digest != diff_id:
-            raise LayerError(f"{src.name}: layer {path} has diff id {digest}, "
-                             f"but its config says {diff_id}")
+            raise LayerError(f"{src.name}: layer {oci.one_line(path)} has diff id {digest}, "
+                             f"but its config says {oci.one_line(str(diff_id))}")
         layers.append((digest, size))
     return layers
 

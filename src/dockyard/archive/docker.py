@@ -18,7 +18,7 @@ from typing import BinaryIO
 from ..errors import InvalidReference, StoreError
 from ..reference import Reference
 from ..store import Image, Store
-from .oci import Planned, add_blob, add_bytes, tar_entry
+from .oci import Planned, add_blob, add_bytes, one_line, tar_entry
 
 _HEX = re.compile(r"[a-f0-9]{64}")
 
@@ -102,11 +102,15 @@ def plan(source) -> list[Planned]:
         key = claimed or config_path
         planned = found.setdefault(key, Planned(
             config, claimed, [(p, _claimed(p)) for p in layers]))
-        for familiar in item.get("RepoTags") or []:
+        repo_tags = item.get("RepoTags") or []
+        if not isinstance(repo_tags, list) or not all(isinstance(t, str) for t in repo_tags):
+            raise StoreError(f"{source.name}: manifest.json entry {n}: RepoTags is not a list of names")
+        for familiar in repo_tags:
             try:
                 canonical = str(Reference.parse(familiar))
             except InvalidReference as exc:
-                raise StoreError(f"{source.name}: manifest.json: bad tag {familiar!r}: {exc}") from None
+                raise StoreError(f"{source.name}: manifest.json: bad tag {familiar!r}: "
+                                 f"{one_line(str(exc))}") from None
             if canonical not in planned.tags:
                 planned.tags.append(canonical)
     return list(found.values())

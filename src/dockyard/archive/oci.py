@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import InvalidReference, StoreError
+from ..image import ImageFormatError
+from ..image.manifest import Index, Manifest
 from ..image.mediatypes import is_index, is_manifest
 from ..image.platform import Platform
 from ..reference import Reference
@@ -117,9 +119,14 @@ def save_dir(store: Store, images: list[tuple[Image, list[str]]], path: str | Pa
     existing = root / "index.json"
     if existing.exists():
         try:
-            old = json.loads(existing.read_bytes()).get("manifests") or []
-        except ValueError:
+            doc = json.loads(existing.read_bytes())
+        except (ValueError, RecursionError):
             raise StoreError(f"{existing}: not valid JSON") from None
+        old = doc.get("manifests") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or not isinstance(old or [], list) \
+                or not all(isinstance(e, dict) for e in old or []):
+            raise StoreError(f"{existing}: not an OCI index (manifests must be a list of descriptors)")
+        old = old or []
         # A name written again replaces its old entry, as BuildKit does.
         names = {_names(e) for e in entries if e.get("annotations")}
         old = [e for e in old if _names(e) not in names and e not in entries]
@@ -166,6 +173,32 @@ def _tags(annotations: dict | None) -> list[str]:
     return [str(ref)] if ref.tag else []  # the store's tags are name:tag references
 
 
+def one_line(text: str) -> str:
+    """A message made of hostile text, kept on one line: characters that
+    are not printable appear as Go-style escapes (\\n, \\x00, \\u2028)."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or
+                       (f"\\x{code:02x}" if code < 0x80 else
+                        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"))
+    return "".join(out)
+
+
+def _checked(source, what: str, parse, doc: object, where: str):
+    """``parse(doc, where)`` (Index.from_json or Manifest.from_json): a document
+    of the wrong shape is a StoreError naming the archive file it came from."""
+    try:
+        return parse(doc, where)
+    except ImageFormatError as exc:
+        raise StoreError(f"{source.name}: {what}: {one_line(str(exc))}") from None
+
+
 def _doc(source, desc: dict, where: str) -> dict:
     """A JSON blob an index entry points at, checked against its digest and size."""
     data = source.blob(desc.get("digest"), where)
@@ -174,7 +207,7 @@ def _doc(source, desc: dict, where: str) -> dict:
                          f"its descriptor says {desc['size']}")
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         raise StoreError(f"{where}: {desc.get('digest')} is not a JSON object")
@@ -201,9 +234,13 @@ def _pick(descs: list[dict], host: Platform) -> dict | None:
 
 
 def plan(source, host: Platform | None = None) -> list[Planned]:
-    """The images an OCI layout's index.json names (host platform out of nested indexes)."""
+    """The images an OCI layout's index.json names (host platform out of nested indexes).
+
+    index.json and every index and manifest it leads to must have the OCI
+    shape (Index/Manifest.from_json), so what follows may index them freely."""
     host = host or Platform.host()
     index = source.json("index.json")
+    _checked(source, "index.json", Index.from_json, index, "index")
     descs = [d for d in index.get("manifests") or [] if isinstance(d, dict)]
     # Top-level entries for other platforms are dropped when one fits this host.
     if any(d.get("platform") for d in descs) and _pick(descs, host):
@@ -215,10 +252,10 @@ def plan(source, host: Platform | None = None) -> list[Planned]:
         manifest = _resolve(source, desc, host, depth=0)
         if manifest is None:
             continue
-        cfg = manifest.get("config") or {}
+        cfg = manifest["config"]
         where = f"{source.name}: manifest {desc.get('digest')}"
-        config = source.blob(cfg.get("digest"), where)
-        layers = [(blob_path(layer.get("digest"), where), layer.get("digest"))
+        config = source.blob(cfg["digest"], where)
+        layers = [(blob_path(layer["digest"], where), layer["digest"])
                   for layer in manifest.get("layers") or []]
         item = found.setdefault(cfg["digest"], Planned(config, cfg["digest"], layers))
         item.tags += [t for t in _tags(desc.get("annotations")) if t not in item.tags]
@@ -233,10 +270,13 @@ def _resolve(source, desc: dict, host: Platform, depth: int) -> dict | None:
         raise StoreError(f"{source.name}: indexes nested too deeply")
     doc = _doc(source, desc, f"{source.name}: index.json")
     kind = _kind(desc, doc)
+    blob = blob_path(desc["digest"], f"{source.name}: index.json")
     if kind == "manifest":
+        _checked(source, blob, Manifest.from_json, doc, "manifest")
         return doc
     if kind != "index":
         return None
+    _checked(source, blob, Index.from_json, doc, "index")
     chosen = _pick([d for d in doc.get("manifests") or [] if isinstance(d, dict)], host)
     if chosen is None:
         raise StoreError(f"{source.name}: index {desc.get('digest')} has no image for {host}")

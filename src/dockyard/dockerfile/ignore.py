@@ -2,9 +2,11 @@
 
 A pattern is cleaned, syntax-checked like Go's filepath.Match, then compared
 exactly, as a prefix (``dir/**``), a suffix (``**/name``) or through the Go
-regex patternmatcher builds, translated to Python's ``re`` so that odd corners
-(``[...]`` classes, ``\\`` escapes) behave as in Go.  A path is excluded when
-it or a parent directory matches, unless a later ``!`` pattern re-includes it.
+regex patternmatcher builds, translated piece by piece so that odd corners
+(``[...]`` classes, ``\\`` escapes) behave as in Go, and run by an automaton
+in linear time as Go's RE2 would (Python's ``re`` only where it cannot
+backtrack for long).  A path is excluded when it or a parent directory
+matches, unless a later ``!`` pattern re-includes it.
 """
 
 from __future__ import annotations
@@ -263,40 +265,291 @@ def _class_char(s: str, i: int) -> tuple[int, int]:
     return ord(s[i]), i + 1
 
 
-def _to_python(go: str) -> re.Pattern[str]:
-    """Compile the Go regex ``go`` (RE2, Perl flags) with Python's re."""
-    out: list[str] = []
+def _go_tokens(go: str) -> list[tuple[str, str]]:
+    """The Go regex ``go`` (RE2, Perl flags) as Python regex pieces:
+    ("char", one-character regex), ("assert", zero-width regex) or
+    ("op", one of "(?:" ")" "|" "*" "?")."""
+    out: list[tuple[str, str]] = []
     i = 0
     while i < len(go):
         ch = go[i]
         if ch == "\\":
             nxt = go[i + 1 : i + 2]
             if nxt and nxt in "AzbB":
-                out.append({"A": r"\A", "z": r"\Z", "b": r"(?a:\b)", "B": r"(?a:\B)"}[nxt])
+                out.append(("assert", {"A": r"\A", "z": r"\Z", "b": r"(?a:\b)", "B": r"(?a:\B)"}[nxt]))
                 i += 2
             elif nxt and nxt in "dDsSwW":
-                out.append(_py_class(_PERL[nxt.lower()], nxt.isupper()))
+                out.append(("char", _py_class(_PERL[nxt.lower()], nxt.isupper())))
                 i += 2
             elif nxt and nxt in "pPQC":
                 raise ValueError(f"unsupported escape \\{nxt}")
             else:
                 code, i = _escape(go, i)
-                out.append(re.escape(chr(code)))
+                out.append(("char", re.escape(chr(code))))
             continue
         if ch == "[":
             src, i = _class(go, i)
-            out.append(src)
+            out.append(("char", src))
             continue
         if ch == "(":
-            out.append("(?:")
+            out.append(("op", "(?:"))
         elif ch == "$":
-            out.append(r"\Z")  # Go's $ (no multi-line) is the very end
-        elif ch in ".^)|*?":
-            out.append(ch)
+            out.append(("assert", r"\Z"))  # Go's $ (no multi-line) is the very end
+        elif ch == "^":
+            out.append(("assert", "^"))
+        elif ch == ".":
+            out.append(("char", "."))
+        elif ch in ")|*?":
+            out.append(("op", ch))
         else:
-            out.append(re.escape(ch))
+            out.append(("char", re.escape(ch)))
         i += 1
-    return re.compile("".join(out))
+    return out
+
+
+def _to_python(go: str) -> re.Pattern[str]:
+    """Compile the Go regex ``go`` (RE2, Perl flags) with Python's re."""
+    return re.compile("".join(src for _, src in _go_tokens(go)))
+
+
+# ---- a linear-time matcher -----------------------------------------------------
+# Python's re backtracks: `*a*a*a*a*b` or `**/**/**/x` against a long path
+# took exponential time, where Go's RE2 is linear. _Nfa runs the same regex
+# as a Thompson automaton over the whole path at once, its state sets cached
+# as a lazily built DFA, so a match is one step per character.
+
+_CHAR, _SPLIT, _ASSERT, _MATCH = range(4)
+_ASSERTS = {"^": "start", r"\A": "start", r"\Z": "end", r"(?a:\b)": "b", r"(?a:\B)": "B"}
+_DFA_CACHE_LIMIT = 10_000
+
+
+def _literal_run(items: list[tuple]) -> str:
+    """The characters the leading ("char") items match, as long as each is one literal."""
+    out = []
+    for item in items:
+        if item[0] != "char" or not item[2]:
+            break
+        out.append(item[2])
+    return "".join(out)
+
+
+def _quantifiers(tree: tuple, inside_star: bool = False) -> dict[str, int]:
+    """How many star, quest and alternation nodes ``tree`` has, and how many
+    quantifiers or alternations sit below a star."""
+    counts = {"star": 0, "quest": 0, "alt": 0, "nested": 0}
+    kind = tree[0]
+    if kind in ("star", "quest", "alt"):
+        counts[kind] += 1
+        counts["nested"] += inside_star
+    children = tree[1] if kind in ("cat", "alt") else [tree[1]] if kind in ("star", "quest") else []
+    for child in children:
+        for key, value in _quantifiers(child, inside_star or kind == "star").items():
+            counts[key] += value
+    return counts
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+class _Nfa:
+    """A regex from _go_tokens (already accepted by Python's re) as an NFA."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.kinds: list[int] = []
+        self.args: list[object] = []
+        self.outs: list[list[int]] = []
+        self._tokens, self._pos = tokens, 0
+        tree = self._alternation()
+        if self._pos != len(tokens):
+            raise ValueError("unbalanced parenthesis")
+        self.start = self._build(tree, self._node(_MATCH, None))
+        # every patternmatcher regex starts with ^: no new start after position 0
+        self.anchored = tree[0] == "cat" and bool(tree[1]) and tree[1][0] == ("assert", "start")
+        self._cache: dict[tuple, tuple[bool, frozenset[int]]] = {}
+        self._sets: dict[frozenset[int], frozenset[int]] = {}
+        self._first = frozenset([self.start])
+        self.words = any(arg in ("b", "B") for arg in self.args)  # \b, \B: the context matters
+        # With at most one star and one `?`, nothing quantified below the star
+        # and no `|`, an anchored regex cannot make Python's re backtrack for
+        # long (linear in the path): then Pattern uses re, which is quicker.
+        counts = _quantifiers(tree)
+        self.backtrack_safe = self.anchored and counts["star"] <= 1 and counts["quest"] <= 1 \
+            and counts["nested"] == 0 and counts["alt"] == 0 and not self.words
+        # literal text right after ^ or right before $: a quick "no" for most paths
+        items = tree[1] if tree[0] == "cat" else []
+        self.prefix = _literal_run(items[1:]) if self.anchored else ""
+        self.suffix = (_literal_run(items[-2::-1])[::-1]
+                       if items and items[-1] == ("assert", "end") else "")
+
+    # -- parsing the tokens ---------------------------------------------------
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self._tokens[self._pos] if self._pos < len(self._tokens) else None
+
+    def _alternation(self) -> tuple:
+        branches = [self._concatenation()]
+        while self._peek() == ("op", "|"):
+            self._pos += 1
+            branches.append(self._concatenation())
+        return branches[0] if len(branches) == 1 else ("alt", branches)
+
+    def _concatenation(self) -> tuple:
+        items = []
+        while (tok := self._peek()) is not None and tok not in (("op", "|"), ("op", ")")):
+            items.append(self._repeat())
+        return ("cat", items)
+
+    def _repeat(self) -> tuple:
+        tree = self._atom()
+        while (tok := self._peek()) in (("op", "*"), ("op", "?")):
+            self._pos += 1
+            tree = ("star" if tok[1] == "*" else "quest", tree)
+            if self._peek() == ("op", "?"):
+                self._pos += 1  # lazy: the same yes/no answer
+        return tree
+
+    def _atom(self) -> tuple:
+        kind, src = self._tokens[self._pos]
+        self._pos += 1
+        if kind == "char":
+            literal = src[-1:] if src != "." and src == re.escape(src[-1:]) else ""
+            return ("char", re.compile(src).fullmatch, literal)
+        if kind == "assert":
+            return ("assert", _ASSERTS[src])
+        if src != "(?:":
+            raise ValueError(f"unexpected {src}")
+        tree = self._alternation()
+        if self._peek() != ("op", ")"):
+            raise ValueError("missing )")
+        self._pos += 1
+        return tree
+
+    # -- the automaton --------------------------------------------------------
+
+    def _node(self, kind: int, arg: object, *outs: int) -> int:
+        self.kinds.append(kind)
+        self.args.append(arg)
+        self.outs.append(list(outs))
+        return len(self.kinds) - 1
+
+    def _build(self, tree: tuple, nxt: int) -> int:
+        """The start node of ``tree`` followed by node ``nxt``."""
+        kind = tree[0]
+        if kind == "char":
+            return self._node(_CHAR, tree[1], nxt)
+        if kind == "assert":
+            return self._node(_ASSERT, tree[1], nxt)
+        if kind == "cat":
+            for item in reversed(tree[1]):
+                nxt = self._build(item, nxt)
+            return nxt
+        if kind == "alt":
+            return self._node(_SPLIT, None, *(self._build(b, nxt) for b in tree[1]))
+        if kind == "quest":
+            return self._node(_SPLIT, None, self._build(tree[1], nxt), nxt)
+        loop = self._node(_SPLIT, None)  # star
+        self.outs[loop] = [self._build(tree[1], loop), nxt]
+        return loop
+
+    def _closure(self, states: frozenset[int], ctx: tuple[bool, bool, bool, bool]) -> set[int]:
+        """The character and match nodes reachable without consuming."""
+        at_start, at_end, before, after = ctx
+        kinds, outs = self.kinds, self.outs
+        seen: set[int] = set()
+        found: set[int] = set()
+        stack = list(states)
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            kind = kinds[node]
+            if kind == _SPLIT:
+                stack.extend(outs[node])
+            elif kind == _ASSERT:
+                what = self.args[node]
+                if (at_start if what == "start" else at_end if what == "end"
+                        else (before != after) if what == "b" else (before == after)):
+                    stack.append(outs[node][0])
+            else:
+                found.add(node)
+        return found
+
+    def _advance(self, states: frozenset[int], ctx: tuple[bool, bool, bool, bool],
+                 ch: str) -> tuple[bool, frozenset[int]]:
+        closed = self._closure(states, ctx)
+        matched = any(self.kinds[node] == _MATCH for node in closed)
+        nxt: set[int] = set()
+        if ch:
+            for node in closed:
+                if self.kinds[node] == _CHAR and self.args[node](ch):  # type: ignore[operator]
+                    nxt.update(self.outs[node])
+            if not self.anchored:
+                nxt.add(self.start)
+        frozen = frozenset(nxt)
+        return matched, self._sets.setdefault(frozen, frozen)  # one object per set: cheap keys
+
+    def search(self, text: str) -> bool:
+        """Whether the regex matches anywhere in ``text`` (re.search)."""
+        if not (text.startswith(self.prefix) and text.endswith(self.suffix)):
+            return False
+        if self.words:
+            return self._search_words(text)
+        n = len(text)
+        if n == 0:
+            return self._advance(self._first, (True, True, False, False), "")[0]
+        cache = self._cache
+        if len(cache) >= _DFA_CACHE_LIMIT:
+            cache.clear()
+            self._sets.clear()
+        # the first character (^ holds), the middle ones (a plain step), the end ($ holds)
+        key: tuple = ("start", text[0])
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = self._advance(self._first, (True, False, False, False), text[0])
+        matched, states = hit
+        if matched:
+            return True
+        for i in range(1, n):
+            if not states:
+                return False
+            key = (states, text[i])
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = self._advance(states, (False, False, False, False), text[i])
+            matched, states = hit
+            if matched:
+                return True
+        key = ("end", states)
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = self._advance(states, (False, True, False, False), "")
+        return hit[0]
+
+    def _search_words(self, text: str) -> bool:
+        """search() for a regex with \\b or \\B: the context is part of each step."""
+        cache = self._cache
+        if len(cache) >= _DFA_CACHE_LIMIT:
+            cache.clear()
+            self._sets.clear()
+        states = self._first
+        n = len(text)
+        before = False
+        for i in range(n + 1):
+            ch = text[i] if i < n else ""
+            key = (states, i == 0, i == n, before, ch)
+            hit = cache.get(key)
+            if hit is None:
+                after = _is_word(ch) if ch else False
+                hit = cache[key] = self._advance(states, (i == 0, i == n, before, after), ch)
+            matched, states = hit
+            if matched:
+                return True
+            if not states:
+                return False
+            before = _is_word(ch)
+        return False
 
 
 # ---- matching -----------------------------------------------------------------
@@ -305,14 +558,15 @@ def _to_python(go: str) -> re.Pattern[str]:
 class Pattern:
     """One cleaned pattern; ``exclusion`` for a ``!`` (re-include) pattern."""
 
-    __slots__ = ("cleaned", "exclusion", "kind", "go_regex", "_regex")
+    __slots__ = ("_nfa", "_regex", "cleaned", "exclusion", "go_regex", "kind")
 
     def __init__(self, cleaned: str, exclusion: bool) -> None:
         self.cleaned = cleaned
         self.exclusion = exclusion
         self.kind: str | None = None  # compiled on first use, as in Go
         self.go_regex = ""
-        self._regex: re.Pattern[str] | None = None
+        self._nfa: _Nfa | None = None
+        self._regex: re.Pattern[str] | None = None  # when backtracking is harmless
 
     def __str__(self) -> str:
         return self.cleaned
@@ -321,13 +575,16 @@ class Pattern:
         kind, go = _go_regex(self.cleaned)
         if kind == _REGEXP:
             try:
-                self._regex = _to_python(go)
+                regex = _to_python(go)  # Python's re checks the syntax
+                self._nfa = _Nfa(_go_tokens(go))  # and this matches, in linear time
             except (ValueError, re.error):
                 # patternmatcher fails each match, not at load: keep it that way
                 shown = ("!" if self.exclusion else "") + self.cleaned
                 raise DockerfileError(
                     f"invalid .dockerignore pattern {go_quote(shown)}: syntax error in pattern"
                 ) from None
+            if self._nfa.backtrack_safe:
+                self._regex = regex
         self.kind, self.go_regex = kind, go
 
     def match(self, path: str) -> bool:
@@ -341,8 +598,10 @@ class Pattern:
         if self.kind == _SUFFIX:
             suffix = self.cleaned[2:]
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
-        assert self._regex is not None
-        return self._regex.search(path) is not None
+        if self._regex is not None:
+            return self._regex.search(path) is not None
+        assert self._nfa is not None
+        return self._nfa.search(path)
 
 
 def _parents(path: str) -> list[str]:

@@ -291,7 +291,7 @@ class _Word:
             return self._modifier(name, ch)
         if ch == "/":
             return self._replace(name)
-        raise _ShellError(f"unsupported modifier ({ch}) in substitution")
+        raise _ShellError(f"unsupported modifier ({_shown(ch)}) in substitution")
 
     def _modifier(self, name: str, ch: str) -> str:
         mod = ch
@@ -312,9 +312,9 @@ class _Word:
             return "" if unset else word
         if ch == "?":
             if not found:
-                raise _ShellError(f"{name}: {word or 'is not allowed to be unset'}")
+                raise _ShellError(f"{name}: {_shown(word) or 'is not allowed to be unset'}")
             if null_is_unset and value == "":
-                raise _ShellError(f"{name}: {word or 'is not allowed to be empty'}")
+                raise _ShellError(f"{name}: {_shown(word) or 'is not allowed to be empty'}")
             return value
         if ch in ("#", "%"):
             greedy = word.startswith(ch)  # ## and %% take the longest match
@@ -322,7 +322,7 @@ class _Word:
                 word = word[1:]
             trim = _trim_suffix if ch == "%" else _trim_prefix
             return trim(word, value, greedy)
-        raise _ShellError(f"unsupported modifier ({mod}) in substitution")
+        raise _ShellError(f"unsupported modifier ({_shown(mod)}) in substitution")
 
     def _replace(self, name: str) -> str:
         replace_all = self.peek() == "/"
@@ -334,47 +334,129 @@ class _Word:
         value, found = self.get_env(name)
         if self.lex.skip_unset_env and not found:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
-        regex = _pattern_regex(pattern, greedy=True)
+        glob = _Glob(pattern, greedy=True)
         if replace_all:
-            return _go_replace_all(regex, value, replacement)
-        m = regex.search(value)
-        if m:
-            value = value[: m.start()] + replacement + value[m.end() :]
+            return _go_replace_all(glob, value, replacement)
+        span = glob.search(value)
+        if span:
+            value = value[: span[0]] + replacement + value[span[1] :]
         return value
 
 
-def _pattern_regex(
-    pattern: str, greedy: bool, anchored: bool = False, shown: str | None = None
-) -> re.Pattern[str]:
-    """Compile a ${v#pat}-style pattern: * and ? wildcards, \\ escapes, no brackets."""
-    star = ".*" if greedy else ".*?"
-    parts = [r"\A"] if anchored else []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            parts.append(star)
-        elif ch == "?":
-            parts.append(".")
-        elif ch == "\\":
-            nxt = pattern[i] if i < n else _EOF
-            if nxt in ("}", "/"):
-                continue  # only needed to get past the ${} parser
+# ---- ${v#pat}, ${v%pat}, ${v/pat/x} --------------------------------------------
+# BuildKit turns the pattern into a Go regex (`*` -> `.*`, or `.*?` for the
+# shortest match; `?` -> `.`; the rest literal) and takes its leftmost-first
+# match. Go's matcher is linear; Python's backtracks, so a hostile pattern
+# like `*a*a*a*a*c` took exponential time. _Glob finds the same match by the
+# same backtracking order, remembering the (token, position) states that
+# already failed, so each is tried once: O(len(pattern) * len(value)).
+
+_STAR, _ANY = 0, 1  # pattern tokens besides literal characters (str)
+
+
+def _shown(text: str) -> str:
+    """``text`` for a message: as it is when printable, else Go-quoted
+    (a line break in a Dockerfile word must not split the message)."""
+    return text if text.isprintable() else go_quote(text)
+
+
+class _Glob:
+    """A compiled shell pattern with BuildKit's regex semantics."""
+
+    __slots__ = ("fixed", "greedy", "tokens")
+
+    def __init__(self, pattern: str, greedy: bool, shown: str | None = None) -> None:
+        tokens: list[int | str] = []
+        i, n = 0, len(pattern)
+        while i < n:
+            ch = pattern[i]
             i += 1
-            if nxt not in ("*", "?", "\\"):
-                what = f"escape '\\{nxt}'" if nxt else "escape at end of pattern"
-                shown = pattern if shown is None else shown
-                raise _ShellError(f"invalid pattern ({shown}) in substitution: invalid {what}")
-            parts.append(re.escape(nxt))
-        else:
-            parts.append(re.escape(ch))
-    return re.compile("".join(parts))
+            if ch == "*":
+                if not tokens or tokens[-1] != _STAR:  # `.*.*` matches what `.*` does
+                    tokens.append(_STAR)
+            elif ch == "?":
+                tokens.append(_ANY)
+            elif ch == "\\":
+                nxt = pattern[i] if i < n else _EOF
+                if nxt in ("}", "/"):
+                    continue  # only needed to get past the ${} parser
+                i += 1
+                if nxt not in ("*", "?", "\\"):
+                    if not nxt:
+                        what = "escape at end of pattern"
+                    elif nxt.isprintable():
+                        what = f"escape '\\{nxt}'"
+                    else:
+                        what = "escape " + go_quote("\\" + nxt)
+                    shown = pattern if shown is None else shown
+                    raise _ShellError(
+                        f"invalid pattern ({_shown(shown)}) in substitution: invalid {what}"
+                    )
+                tokens.append(nxt)
+            else:
+                tokens.append(ch)
+        self.tokens = tokens
+        self.greedy = greedy
+        # without a star nothing can backtrack: Python's re is quick and the same
+        self.fixed = None if _STAR in tokens else re.compile(
+            "".join(re.escape(tok) if isinstance(tok, str) else "." for tok in tokens))
+
+    def match(self, text: str, start: int, failed: set[int]) -> int:
+        """The end of the match anchored at ``start``, or -1.
+
+        ``failed`` holds the states known to lead nowhere; states this call
+        visits are added, so it stays valid for other starts in the same
+        text only while nothing has matched."""
+        if self.fixed is not None:
+            found = self.fixed.match(text, start)
+            return found.end() if found else -1
+        tokens, greedy = self.tokens, self.greedy
+        m, n = len(tokens), len(text)
+        width = n + 1
+        stack = [(0, start)]
+        while stack:
+            k, i = stack.pop()
+            while True:  # follow the preferred branch; alternatives wait on the stack
+                if k == m:
+                    return i
+                key = k * width + i
+                if key in failed:
+                    break
+                failed.add(key)
+                tok = tokens[k]
+                if tok == _STAR:  # `.*`: any run of characters but a line break
+                    if i < n and text[i] != "\n":
+                        if greedy:  # one more first; stopping here is the fallback
+                            stack.append((k + 1, i))
+                            i += 1
+                        else:  # stop here first; one more is the fallback
+                            stack.append((k, i + 1))
+                            k += 1
+                    else:
+                        k += 1
+                elif i < n and (text[i] == tok if tok != _ANY else text[i] != "\n"):
+                    k += 1
+                    i += 1
+                else:
+                    break
+        return -1
+
+    def search(self, text: str, pos: int = 0) -> tuple[int, int] | None:
+        """The leftmost-first match at or after ``pos``: (start, end)."""
+        if self.fixed is not None:
+            found = self.fixed.search(text, pos)
+            return found.span() if found else None
+        failed: set[int] = set()
+        for start in range(pos, len(text) + 1):
+            end = self.match(text, start, failed)
+            if end >= 0:
+                return start, end
+        return None
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool, shown: str | None = None) -> str:
-    m = _pattern_regex(pattern, greedy, anchored=True, shown=shown).match(value)
-    return value[m.end() :] if m else value
+    end = _Glob(pattern, greedy, shown).match(value, 0, set())
+    return value[end:] if end >= 0 else value
 
 
 def _reverse_pattern(pattern: str) -> str:
@@ -397,20 +479,20 @@ def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
     return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy, shown=pattern)[::-1]
 
 
-def _go_replace_all(regex: re.Pattern[str], src: str, repl: str) -> str:
+def _go_replace_all(glob: _Glob, src: str, repl: str) -> str:
     """Go's Regexp.ReplaceAllString: empty matches right after a match are
     skipped (Python's re.sub keeps them) and $0/${0}/$$ expand in ``repl``."""
     out: list[str] = []
     last_end = search = 0
     n = len(src)
     while search <= n:
-        m = regex.search(src, search)
-        if m is None:
+        found = glob.search(src, search)
+        if found is None:
             break
-        start, end = m.span()
+        start, end = found
         out.append(src[last_end:start])
         if end > last_end or start == 0:
-            out.append(_go_expand(repl, m.group(0)))
+            out.append(_go_expand(repl, src[start:end]))
         last_end = end
         width = 1 if search < n else 0
         if search + width > end:

@@ -17,7 +17,10 @@ _MAX_INT64 = 2**63 - 1
 
 def describe(value: Any) -> str:
     """A short JSON rendering of a bad value for an error message."""
-    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        return "a value nested too deeply"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -30,6 +33,9 @@ def load_json(data: bytes | str, what: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise fail(what, f"invalid JSON: {e}") from None
+    except RecursionError:
+        # json's decoder recurses once per nesting level
+        raise fail(what, "invalid JSON: nested too deeply") from None
 
 
 def expect_object(value: Any, where: str) -> dict[str, Any]:
