@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterable
@@ -357,11 +356,12 @@ def import_image(source: str | Path | BinaryIO, name: str | None = None, *, chan
 
 def age(created: str) -> str:
     """Docker's 'About an hour ago' style."""
-    try:
-        ts = _dt.datetime.fromisoformat(created.replace("Z", "+00:00")[:26] + "+00:00"
-                                        if created.endswith("Z") else created)
-    except (ValueError, AttributeError):
+    import re
+
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", created or "")
+    if not m:
         return ""
+    ts = _dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=_dt.timezone.utc)
     secs = time.time() - ts.timestamp()
     for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
                        ("hour", 3600), ("minute", 60)):

@@ -88,3 +88,30 @@ class Snapshotter:
         chains = chain_ids(parent_diff_ids + [diff_id])
         parent = chains[-2] if len(chains) > 1 else None
         return self.store.add_snapshot(chains[-1], snap, parent, diff_id)
+
+
+def drop_untouched_parents(upper: Path, stubs: list[str], lowers: list[Path]) -> None:
+    """Creating a mount stub copies its parent directory up (e.g. `etc/` for
+    /etc/hosts); once the stub is gone that copy is empty and unchanged, and
+    must not reach the layer."""
+    parents = sorted({str(Path(s.strip("/")).parent) for s in stubs} - {"."},
+                     key=lambda p: -p.count("/"))
+    for rel in parents:
+        while rel not in ("", "."):
+            here = upper / rel
+            try:
+                st = os.lstat(here)
+                if not os.path.isdir(here) or os.path.islink(here) or os.listdir(here):
+                    break
+                if "trusted.overlay.opaque" in os.listxattr(here, follow_symlinks=False):
+                    break
+            except OSError:
+                break
+            below = next((lo / rel for lo in lowers if os.path.lexists(lo / rel)), None)
+            if below is None:
+                break
+            lst = os.lstat(below)
+            if (lst.st_mode, lst.st_uid, lst.st_gid) != (st.st_mode, st.st_uid, st.st_gid):
+                break
+            os.rmdir(here)
+            rel = str(Path(rel).parent)

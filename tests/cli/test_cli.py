@@ -167,3 +167,11 @@ def test_prune_cache_mounts(root, ctx):
     res = dy(root, "prune", "--cache-mounts")
     assert res.returncode == 0 and "Cleared 1 cache mounts" in res.stdout
     assert not any((root / "cache-mounts").rglob("f"))
+
+
+def test_created_column_reads_like_docker():
+    from dockyard.api import age
+
+    assert age("2023-11-14T22:13:20Z").endswith("years ago")          # SOURCE_DATE_EPOCH form
+    assert age("2020-01-01T00:00:00.123456789Z").endswith("years ago")  # BuildKit's nanoseconds
+    assert age("not a date") == ""

@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import os
-import posixpath
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,12 +24,12 @@ from ..dockerfile.shell import Lexer
 from ..errors import BuildError, DockerfileError, DockyardError, ImageNotFound
 from ..runtime.container import default_run_limits
 from ..runtime.spec import Limits
-from ..snapshots import Snapshotter, chain_ids
+from ..snapshots import Snapshotter, chain_ids, drop_untouched_parents
 from ..store import Image, Store
 from ..store.store import remove_tree
 from . import config as cfgmod
 from .context import SourceTree
-from .copy import CopyOptions, RootFS, absolute_dest, copy_sources, dest_is_dir
+from .explain import explain
 from .progress import Event, Listener, null_listener
 
 
@@ -141,7 +140,7 @@ class Builder:
         self.context.remember_hashes(self.store.db)
         self.used_args: set[str] = set()
         self._pulled: dict[str, Image] = {}
-        self.platform_args = platform_args(opts.platform)
+        self.platform_args = cfgmod.platform_args(opts.platform)
         epoch = opts.build_args.get("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH"))
         try:
             self.epoch = int(epoch) if epoch not in (None, "") else None
@@ -347,7 +346,7 @@ class Builder:
 
     def _history(self, state: StageState, created_by: str, empty: bool, created: str | None = None) -> None:
         # Metadata entries get their time when the image is committed (see
-        # _fill_times), so a fully cached rebuild gives the same image id.
+        # config.fill_times), so a fully cached rebuild gives the same image id.
         entry = {"created": created, "created_by": created_by, "comment": cfgmod.HISTORY_COMMENT}
         if empty:
             entry["empty_layer"] = True
@@ -404,7 +403,7 @@ class Builder:
                 return
             previous = self.store.cache_previous(slot)
             if previous is not None:
-                self.emit(Event("miss", step, _explain(previous, inputs)))
+                self.emit(Event("miss", step, explain(previous, inputs)))
         snap = self.snapshots.new_upper()
         try:
             if independent:
@@ -418,7 +417,7 @@ class Builder:
 
                 remove_mount_stubs(snap / "fs", stubs)
                 if not independent:
-                    _drop_untouched_parents(snap / "fs", stubs, lowers)
+                    drop_untouched_parents(snap / "fs", stubs, lowers)
             diff_id = self._write_diff(snap / "fs")
             self.snapshots.commit(snap, state.diff_ids, diff_id)
         except BaseException as e:
@@ -484,7 +483,7 @@ class Builder:
                     h["created"] = stamp
             image["created"] = stamp
         else:
-            image["created"] = _fill_times(image.get("history", []), image.get("created"))
+            image["created"] = cfgmod.fill_times(image.get("history", []), image.get("created"))
         image["rootfs"] = {"type": "layers", "diff_ids": list(state.diff_ids)}
         for key in ("id", "parent", "container", "container_config", "docker_version"):
             image.pop(key, None)
@@ -502,28 +501,6 @@ def _show(cmd) -> str:
     return " ".join(text.split())[:200]
 
 
-def _explain(previous: dict, current: dict) -> str:
-    """Say which input of a step differs from the last time it ran."""
-    reasons = []
-    for key in sorted(set(previous) | set(current)):
-        a, b = previous.get(key), current.get(key)
-        if a == b:
-            continue
-        if key == "parent":
-            reasons.append("the previous step or base image changed")
-        elif isinstance(a, dict) and isinstance(b, dict):
-            for name in sorted(set(a) | set(b)):
-                if name not in a:
-                    reasons.append(f"{key} {name} added")
-                elif name not in b:
-                    reasons.append(f"{key} {name} removed")
-                elif a[name] != b[name]:
-                    reasons.append(f"{key} {name} changed")
-        else:
-            reasons.append(f"{key} changed: {_short(a)} -> {_short(b)}")
-    return "; ".join(reasons) if reasons else "no previous result for this step"
-
-
 def _mount_sources(cmd) -> list[str]:
     """`from=` values of RUN --mount flags: stages a RUN depends on."""
     out = []
@@ -533,73 +510,6 @@ def _mount_sources(cmd) -> list[str]:
             if key.strip().lower() == "from" and value:
                 out.append(value.strip())
     return out
-
-
-def _drop_untouched_parents(upper: Path, stubs: list[str], lowers: list[Path]) -> None:
-    """Creating a mount stub copies its parent directory up (e.g. `etc/` for
-    /etc/hosts); once the stub is gone that copy is empty and unchanged, and
-    must not reach the layer."""
-    parents = sorted({str(Path(s.strip("/")).parent) for s in stubs} - {"."},
-                     key=lambda p: -p.count("/"))
-    for rel in parents:
-        while rel not in ("", "."):
-            here = upper / rel
-            try:
-                st = os.lstat(here)
-                if not os.path.isdir(here) or os.path.islink(here) or os.listdir(here):
-                    break
-                if "trusted.overlay.opaque" in os.listxattr(here, follow_symlinks=False):
-                    break
-            except OSError:
-                break
-            below = next((lo / rel for lo in lowers if os.path.lexists(lo / rel)), None)
-            if below is None:
-                break
-            lst = os.lstat(below)
-            if (lst.st_mode, lst.st_uid, lst.st_gid) != (st.st_mode, st.st_uid, st.st_gid):
-                break
-            os.rmdir(here)
-            rel = str(Path(rel).parent)
-
-
-def platform_args(target: str | None = None) -> dict[str, str]:
-    """BuildKit's automatic platform ARGs: TARGET* for what is built, BUILD*
-    for this machine."""
-    from ..image.platform import Platform
-
-    out = {}
-    for prefix, plat in (("TARGET", Platform.parse(target) if target else Platform.host()),
-                         ("BUILD", Platform.host())):
-        variant = plat.variant or ""
-        out.update({f"{prefix}PLATFORM": str(plat), f"{prefix}OS": plat.os,
-                    f"{prefix}ARCH": plat.architecture, f"{prefix}VARIANT": variant})
-    return out
-
-
-def _fill_times(history: list[dict], base_created: str | None) -> str:
-    """Give each new metadata entry the time of the next layer (or the last
-    one), as BuildKit does; returns the image's creation time."""
-    last = None
-    for h in history:
-        if h.get("created") and not h.get("empty_layer") and h.get("comment") == cfgmod.HISTORY_COMMENT:
-            last = h["created"]
-    pending: list[dict] = []
-    for h in history:
-        if h.get("created") is None:
-            pending.append(h)
-        elif pending and not h.get("empty_layer"):
-            for p in pending:
-                p["created"] = h["created"]
-            pending = []
-    fallback = last or base_created or cfgmod.now()
-    for p in pending:
-        p["created"] = fallback
-    return fallback
-
-
-def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 from .handlers import HANDLERS as _HANDLERS  # noqa: E402

@@ -145,3 +145,38 @@ def go_duration(ns: int) -> str:
 def _trim(x: float) -> str:
     text = f"{x:.9f}".rstrip("0").rstrip(".")
     return text or "0"
+
+
+def platform_args(target: str | None = None) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs: TARGET* for what is built, BUILD*
+    for this machine."""
+    from ..image.platform import Platform
+
+    out = {}
+    for prefix, plat in (("TARGET", Platform.parse(target) if target else Platform.host()),
+                         ("BUILD", Platform.host())):
+        variant = plat.variant or ""
+        out.update({f"{prefix}PLATFORM": str(plat), f"{prefix}OS": plat.os,
+                    f"{prefix}ARCH": plat.architecture, f"{prefix}VARIANT": variant})
+    return out
+
+
+def fill_times(history: list[dict], base_created: str | None) -> str:
+    """Give each new metadata entry the time of the next layer (or the last
+    one), as BuildKit does; returns the image's creation time."""
+    last = None
+    for h in history:
+        if h.get("created") and not h.get("empty_layer") and h.get("comment") == HISTORY_COMMENT:
+            last = h["created"]
+    pending: list[dict] = []
+    for h in history:
+        if h.get("created") is None:
+            pending.append(h)
+        elif pending and not h.get("empty_layer"):
+            for p in pending:
+                p["created"] = h["created"]
+            pending = []
+    fallback = last or base_created or now()
+    for p in pending:
+        p["created"] = fallback
+    return fallback
