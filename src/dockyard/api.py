@@ -56,8 +56,8 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
           store: Store | str | None = None) -> Image:
     """Build a Dockerfile into the store; then export it to each of `outputs`
     (BuildKit's --output specs) and push it when `push` is true."""
-    from .build.builder import BuildOptions, Builder
-    from .build.progress import null_listener
+    from .builder.executor import BuildOptions, Builder
+    from .builder.progress import null_listener
 
     st = open_store(store)
     opts = BuildOptions(context=Path(context), dockerfile=Path(dockerfile) if dockerfile else None,
@@ -67,9 +67,9 @@ def build(context: str | Path, *, dockerfile: str | Path | None = None, tags: It
                         secrets=dict(secrets or {}), ssh=dict(ssh or {}), allow=set(allow),
                         annotations=dict(annotations or {}), rewrite_timestamp=rewrite_timestamp,
                         pull=pull)
-    from .build import outputs as out
+    from .builder import outputs as out
 
-    from .build import cache_io
+    from .builder import cache_io
 
     opts.annotations, index_annotations = out.split_annotations(opts.annotations)
     if index_annotations and len([p for item in platforms for p in item.split(",") if p.strip()]) < 2:
@@ -107,7 +107,7 @@ def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metad
     """One build per platform, joined in an OCI index that the tags name."""
     import copy as _copy
 
-    from .build.builder import Builder
+    from .builder.executor import Builder
 
     results = []
     for plat in platforms:
@@ -118,13 +118,13 @@ def _build_multi(st: Store, opts, platforms: list[str], specs: list[dict], metad
     digest = st.put_index(results, tags=opts.tags, annotations=index_annotations or None)
     for spec in specs:
         if spec["type"] in ("registry", "image"):
-            from .build.outputs import export
+            from .builder.outputs import export
 
             export(st, results[0], spec, opts.tags)
         else:
             raise DockyardError(f"--output type={spec['type']} is not supported for multi-platform builds yet")
     if metadata_file:
-        from .build.outputs import write_metadata
+        from .builder.outputs import write_metadata
 
         write_metadata(metadata_file, {"containerimage.digest": digest,
                                        "containerimage.descriptor": {

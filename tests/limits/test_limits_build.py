@@ -19,7 +19,7 @@ import pytest
 from support import Events
 
 from dockyard import api
-from dockyard.build.builder import Builder, BuildOptions
+from dockyard.builder.executor import Builder, BuildOptions
 from dockyard.errors import BuildError
 from dockyard.runtime.container import RUN_PIDS_LIMIT, default_run_limits
 from dockyard.runtime.spec import Limits, cgroup_version

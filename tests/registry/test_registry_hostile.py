@@ -346,7 +346,7 @@ def _escaped_into_store(store) -> list[str]:
 @pytest.mark.root
 @pytest.mark.parametrize("index", range(len(TAR_CASES)), ids=[c["name"] for c in TAR_CASES])
 def test_tar_safety_case_through_pull_and_build(index, tar_safety, plain_registry, tmp_path):
-    from dockyard.build.builder import Builder, BuildOptions
+    from dockyard.builder.executor import Builder, BuildOptions
     from dockyard.errors import DockyardError
 
     case, env = TAR_CASES[index], tar_safety

@@ -132,8 +132,8 @@ def build(ctx, path, tags, dockerfile, build_args, target, no_cache, labels, pro
           platforms, check, pull, sbom, cache_to, cache_from):
     """Build an image from a Dockerfile."""
     from .. import api
-    from ..build.outputs import parse_annotations
-    from ..build.progress import PlainPrinter, TtyPrinter, null_listener
+    from ..builder.outputs import parse_annotations
+    from ..builder.progress import PlainPrinter, TtyPrinter, null_listener
 
     if check or not quiet:
         if _build_checks(ctx, path, dockerfile, build_args, report_only=check) or check:
@@ -353,7 +353,7 @@ def prune(ctx, all_, force, cache_mounts):
 
     store = _store(ctx)
     if cache_mounts:
-        from ..build.mounts import prune_cache_mounts
+        from ..builder.mounts import prune_cache_mounts
 
         click.echo(f"Cleared {prune_cache_mounts(store)} cache mounts")
     count, freed = api.prune(all_cache=all_, store=store)

@@ -157,7 +157,7 @@ def test_xattrs_survive_copy_up_into_a_run_layer(store, tmp_path):
 
 
 def test_unchanged_context_files_are_not_read_again(store, base_image, tmp_path, monkeypatch):
-    import dockyard.build.context as context_module
+    import dockyard.builder.context as context_module
 
     ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox:latest\nCOPY . /src/\n",
                                    "a.txt": "a", "sub/b.txt": "b"})

@@ -20,7 +20,7 @@ import pytest
 from support import image_files, layer_names, needs_root, unpack_image
 from test_build import build, write
 
-from dockyard.build.fetch import parse_checksum, parse_git_ref, url_filename
+from dockyard.builder.fetch import parse_checksum, parse_git_ref, url_filename
 from dockyard.errors import DockyardError
 
 pytestmark = needs_root()

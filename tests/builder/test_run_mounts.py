@@ -14,7 +14,7 @@ import pytest
 from support import layer_names, needs_root
 from test_build import build, run_output, write
 
-from dockyard.build.mounts import cache_home, parse_mount, prune_cache_mounts
+from dockyard.builder.mounts import cache_home, parse_mount, prune_cache_mounts
 from dockyard.errors import DockerfileError, DockyardError
 
 

@@ -9,7 +9,7 @@ from support import needs_root
 from test_build import build, run_output, write
 
 from dockyard import api
-from dockyard.build.config import host_arch
+from dockyard.builder.config import host_arch
 from dockyard.store import Store
 
 pytestmark = needs_root()
