@@ -381,6 +381,30 @@ def test_security_insecure_needs_the_entitlement(store, base_image, tmp_path):
 
 
 @needs_root()
+def test_sandbox_runs_under_seccomp_and_insecure_lifts_the_sandbox(store, base_image, tmp_path):
+    from dockyard.container.security import DEFAULT_SECCOMP_PATHS
+
+    if not any(os.path.exists(p) for p in DEFAULT_SECCOMP_PATHS):
+        pytest.skip("no default seccomp profile on this host (containers-common)")
+    probe = ("grep Seccomp: /proc/self/status | tr -d ' \\t'; "
+             "grep -c ' /proc/' /proc/mounts; grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; "
+             "test -c /dev/fuse && echo fuse || echo nofuse")
+    ctx = write(tmp_path / "ctx", {"Dockerfile": f"""
+        FROM busybox:latest
+        RUN sh -c "{probe}" > /sandbox
+        RUN --security=insecure sh -c "{probe}" > /insecure
+    """})
+    image, _ = build(store, ctx, allow=["security.insecure"])
+    sandbox = cat(store, image, "/sandbox").split()
+    insecure = cat(store, image, "/insecure").split()
+    # Seccomp mode 2: a filter is installed; masked and read-only paths under /proc
+    # are mounts of their own; /sys is read-only
+    assert sandbox[0] == "Seccomp:2" and int(sandbox[1]) > 0 and sandbox[2:] == ["ro", "nofuse"]
+    fuse = "fuse" if os.path.exists("/dev/fuse") else "nofuse"
+    assert insecure == ["Seccomp:0", "0", "rw", fuse]
+
+
+@needs_root()
 def test_prune_skips_a_cache_in_use(store, base_image, tmp_path):
     write(tmp_path / "ctx", {"Dockerfile": """
         FROM busybox:latest

@@ -290,7 +290,7 @@ def do_run(b, stage, state, cmd, title):
                 code = run_process(root, argv, env=run_env, cwd=cwd, user=user, network=network,
                                    stdout=w, stderr=w, stdin=None, extra_mounts=extra,
                                    capabilities=caps, state_dir=b.store.root / "tmp" / "runc",
-                                   limits=b.opts.run_limits)
+                                   limits=b.opts.run_limits, **mnt.security_options(caps))
                 del run_env, extra_env
         finally:
             reader.join(timeout=30)

@@ -241,6 +241,44 @@ def capabilities(b, cmd) -> list[str] | None:
     return sorted(host_capabilities())
 
 
+# Devices BuildKit's insecure mode adds, where the host has them (plus /dev/loopN).
+_INSECURE_DEVICES = ("/dev/kmsg", "/dev/cuse", "/dev/fuse", "/dev/kvm", "/dev/net/tun", "/dev/loop-control")
+
+
+def security_options(caps: list[str] | None) -> dict:
+    """run_process options for a RUN's security mode, as BuildKit sets them.
+
+    sandbox (caps None): Docker's default capabilities under the default seccomp
+    profile, when the host has one (containers-common ships it). insecure: every
+    host capability, no seccomp, no masked or read-only paths, writable /sys, an
+    open device cgroup and the devices BuildKit adds (fuse, kvm, tun, loop...).
+    """
+    if caps is None:
+        from ..container.errors import InvalidOption
+        from ..container.security import load_seccomp, seccomp_for
+        from ..runtime.spec import DEFAULT_CAPABILITIES
+
+        try:
+            profile = load_seccomp(None)
+        except InvalidOption:
+            return {}  # no profile on this host: as BuildKit without seccomp support
+        return {"seccomp": seccomp_for(profile, DEFAULT_CAPABILITIES)}
+    import glob
+    import stat as st_
+
+    devices = []
+    for path in (*_INSECURE_DEVICES, *sorted(glob.glob("/dev/loop[0-9]*"))):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st_.S_ISCHR(st.st_mode) or st_.S_ISBLK(st.st_mode):
+            devices.append({"path": path, "type": "c" if st_.S_ISCHR(st.st_mode) else "b",
+                            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                            "fileMode": st_.S_IMODE(st.st_mode), "uid": 0, "gid": 0})
+    return {"privileged": True, "devices": devices}
+
+
 # -- preparing the mounts of one RUN ------------------------------------------------
 
 @contextlib.contextmanager

@@ -253,6 +253,8 @@ def run_process(
     cgroups_path: str | None = None,
     resolv_conf: Path = Path("/etc/resolv.conf"),
     limits: oci.Limits | None = None,
+    privileged: bool = False,
+    devices: Sequence[Mapping[str, Any]] = (),
 ) -> RunResult:
     """Run `args` in a container on `rootfs` and wait for it.
 
@@ -261,7 +263,9 @@ def run_process(
     runtime's state and the per-run bundle (removed afterwards). `network` is
     "host", "none" or a network namespace path. `extra_mounts` are OCI mount
     dicts (see `spec.bind_mount`). stdin defaults to /dev/null. `limits`
-    are the container's cgroup limits (memory, cpus, pids).
+    are the container's cgroup limits (memory, cpus, pids). `privileged`
+    drops the masked and read-only paths and opens the device cgroup;
+    `devices` are host device nodes to create in the container.
 
     Returns a RunResult; a container that could not start at all raises
     `runc.ContainerStartError` (with Docker's 125/126/127 in `exit_code`).
@@ -285,7 +289,8 @@ def run_process(
             additional_gids=groups, readonly_rootfs=readonly_rootfs, hostname=hostname,
             network=network, mounts=mounts, capabilities=capabilities,
             no_new_privileges=no_new_privileges, rlimits=rlimits, seccomp=seccomp,
-            cgroups_path=cgroups_path, limits=limits)
+            cgroups_path=cgroups_path, limits=limits, privileged=privileged, devices=devices,
+            **({"masked_paths": (), "readonly_paths": ()} if privileged else {}))
         oci.write_config(bundle, config)
         rt = runtime or find_runtime(state_dir / "runtime")
         code = rt.run(bundle, container_id, stdin=stdin, stdout=stdout, stderr=stderr)
