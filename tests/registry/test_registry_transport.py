@@ -157,9 +157,9 @@ def test_docker_hub_names_go_to_registry_1(fresh_store, options):
 
     with pytest.raises(RegistryHTTPError) as info:
         pull(fresh_store, "busybox", options=options, transport=MockTransport(handle))
-    assert seen[0].url == "https://registry-1.docker.io/v2/"
-    assert seen[1].url == "https://registry-1.docker.io/v2/library/busybox/manifests/latest"
-    assert "application/vnd.oci.image.index.v1+json" in seen[1].headers.get("Accept")
+    # no separate /v2/ ping: the first request finds the scheme (and any challenge) itself
+    assert [r.url for r in seen] == ["https://registry-1.docker.io/v2/library/busybox/manifests/latest"]
+    assert "application/vnd.oci.image.index.v1+json" in seen[0].headers.get("Accept")
     assert "registry registry-1.docker.io, repository library/busybox" in str(info.value)
 
 
@@ -200,9 +200,9 @@ def test_redirects_are_followed_without_credentials_to_other_hosts():
     for server in (storage, registry):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        from dockyard.registry.transport import HttpxTransport
+        from dockyard.registry.http_transport import HttpTransport
 
-        transport = HttpxTransport(lambda host: False)
+        transport = HttpTransport(lambda host: False)
         request = Request("GET", f"http://127.0.0.1:{registry.server_address[1]}/v2/x/blobs/y",
                           Headers({"Authorization": "Bearer secret"}))
         response = transport.handle(request)
@@ -224,3 +224,36 @@ def test_proxy_from_environment(monkeypatch):
     assert options.proxy_for("https", "reg.corp.example") is None
     assert options.proxy_for("https", "127.0.0.1:5000") is None
     assert options.proxy_for("http", "ghcr.io") is None
+
+
+def test_plain_http_goes_through_the_proxy_with_its_credentials():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from dockyard.registry.http_transport import HttpTransport
+
+    seen = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Host"), self.headers.get("Proxy-Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:p%40ss@127.0.0.1:{proxy.server_address[1]}"
+        transport = HttpTransport(lambda host: False, proxy_for=lambda scheme, host: url)
+        response = transport.handle(Request("GET", "http://registry.example:5000/v2/"))
+        assert (response.status, response.read()) == (200, b"{}")
+        assert seen == [("http://registry.example:5000/v2/", "registry.example:5000", "Basic dXNlcjpwQHNz")]
+        transport.close()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

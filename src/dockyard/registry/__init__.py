@@ -1,6 +1,7 @@
 """An OCI distribution client: pull, push, login, logout, manifest inspect.
 
-Modules, bottom up: ``transport`` (the I/O boundary and retries), ``auth``
+Modules, bottom up: ``transport`` (the I/O boundary and retries),
+``http_transport`` (HTTP/1.1 on the standard library), ``auth``
 (challenges, tokens, the auth flow), ``credentials`` (Docker's config.json
 and credential helpers), ``options`` (TLS, insecure registries, tuning),
 ``client`` (manifest and blob verbs of one repository, verified),

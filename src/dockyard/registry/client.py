@@ -1,6 +1,7 @@
 """The distribution API of one registry: manifests and blobs, verified.
 
-``Registry`` is one host: it finds the scheme with a ``/v2/`` ping, runs the
+``Registry`` is one host: it finds the scheme with its first request (the
+real one when that is safe to send twice, else a ``/v2/`` ping), runs the
 auth flow around every request and owns the transport. ``Repository`` is
 one name on it and offers the verbs: manifest GET/HEAD/PUT, blob
 HEAD/GET/mount/upload. Everything fetched is checked against its digest
@@ -35,7 +36,6 @@ from dockyard.registry.errors import (
 from dockyard.registry.options import RegistryOptions
 from dockyard.registry.transport import (
     Headers,
-    HttpxTransport,
     Request,
     Response,
     RetryTransport,
@@ -71,10 +71,15 @@ class Registry:
                  tokens: TokenCache | None = None):
         self.host = host
         self.options = options or RegistryOptions()
-        inner = transport or HttpxTransport(self.options.tls_for, proxy_for=self.options.proxy_for,
-                                            connect_timeout=self.options.connect_timeout,
-                                            read_timeout=self.options.read_timeout)
-        self._owned = inner if transport is None else None
+        if transport is None:
+            from dockyard.registry.http_transport import HttpTransport
+
+            transport = inner = HttpTransport(self.options.tls_for, proxy_for=self.options.proxy_for,
+                                              connect_timeout=self.options.connect_timeout,
+                                              read_timeout=self.options.read_timeout)
+            self._owned: HttpTransport | None = inner
+        else:
+            inner, self._owned = transport, None
         self.transport = RetryTransport(inner, self.options.retry)
         self.auth = Authenticator(host, credential or (lambda: None), tokens, USER_AGENT)
         self._base: str | None = None
@@ -93,20 +98,26 @@ class Registry:
 
     def ping(self) -> Response:
         """GET /v2/ on each allowed scheme; the first that answers wins."""
+        return self._probe(Request("GET", "/v2/", Headers({"User-Agent": USER_AGENT})))
+
+    def _probe(self, request: Request) -> Response:
+        """Send ``request`` (a path under the host) on each allowed scheme in
+        turn; the first that answers is this registry's. Unauthenticated: a
+        401 teaches the auth flow its challenge."""
         failure: TransportError | None = None
         schemes = self.options.schemes(self.host)
         for scheme in schemes:
-            request = Request("GET", f"{scheme}://{self.host}/v2/",
-                              Headers({"User-Agent": USER_AGENT}))
+            attempt = Request(request.method, f"{scheme}://{self.host}{request.url}", request.headers,
+                              request.body, request.retry)
             # with a fallback to come, one try is enough (Docker does the same)
             transport = self.transport if scheme == schemes[-1] else self.transport.inner
             try:
-                response = transport.handle(request)
+                response = transport.handle(attempt)
             except TransportError as e:
                 failure = e
                 continue
-            response.read(1 << 16)
             if response.status == 401:
+                response.read(1 << 16)
                 self.auth.learn(response)
             self._base = f"{scheme}://{self.host}"
             return response
@@ -117,9 +128,17 @@ class Registry:
              headers: dict[str, str] | None = None, body: bytes | Callable[[], Iterable[bytes]] | None = None,
              retry: bool | None = None) -> Response:
         """One request through the auth flow; ``url`` may be relative to /v2/."""
-        if "://" not in url:
-            url = self.base_url + url
         all_headers = Headers({"User-Agent": USER_AGENT, **(headers or {})})
+        if "://" not in url:
+            if self._base is None and method in ("GET", "HEAD"):
+                with self._lock:
+                    if self._base is None:
+                        # the first request finds the scheme itself: no separate ping
+                        first = self._probe(Request(method, url, all_headers, body, retry))
+                        if first.status != 401:
+                            return first
+                        first.close()
+            url = self.base_url + url
         plain = Request(method, url, all_headers, body, retry)
         if urlsplit(url).netloc != self.host:
             # an upload Location on other storage: it carries its own authorisation
@@ -136,7 +155,7 @@ class Registry:
 
     def close(self) -> None:
         if self._owned is not None:
-            self._owned.close()  # type: ignore[attr-defined]
+            self._owned.close()
 
 
 class Repository:

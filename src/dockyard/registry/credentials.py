@@ -19,12 +19,14 @@ import base64
 import binascii
 import json
 import os
-import subprocess
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.registry.auth import Credential
 from dockyard.registry.errors import CredentialsError
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["HUB_SERVER", "DockerConfig", "config_dir", "hostname", "server_key"]
 
@@ -151,6 +153,8 @@ class DockerConfig:
         target = Path(os.path.realpath(self.path))  # a symlinked config stays a symlink
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = (json.dumps(self.data, indent="\t") + "\n").encode()
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".config.json.")
         try:
             os.fchmod(fd, 0o600)
@@ -171,6 +175,8 @@ def _b64(text: str) -> str:
 # -- docker-credential-NAME ---------------------------------------------------
 
 def _run_helper(name: str, action: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    import subprocess  # here: most registries need no helper
+
     program = f"docker-credential-{name}"
     try:
         return subprocess.run([program, action], input=stdin, capture_output=True, text=True, check=False,

@@ -20,17 +20,19 @@ The config file is TOML: ``$DOCKYARD_CONFIG``, or else
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
-import ssl
-import tomllib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.transport import RetryPolicy
+
+if TYPE_CHECKING:
+    import ipaddress
+    import ssl
 
 __all__ = ["RegistryOptions", "load_options"]
 
@@ -106,6 +108,9 @@ def _strip_port(host: str) -> str:
 
 
 def _addresses(name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    import ipaddress
+    import socket
+
     try:
         return [ipaddress.ip_address(name)]
     except ValueError:
@@ -128,21 +133,33 @@ def _env(name: str) -> str:
 
 
 def _literal_loopback(name: str) -> bool:
+    if _dotted_127(name):
+        return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
 
+def _dotted_127(name: str) -> bool:
+    """127.x.y.z spelled out: the common case, told without importing ipaddress."""
+    parts = name.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
 @lru_cache(maxsize=256)
 def _is_loopback(name: str) -> bool:
-    if name == "localhost":
+    if name == "localhost" or _dotted_127(name):
         return True
     # Docker resolves the name: any loopback address counts
     return any(a.is_loopback for a in _addresses(name))
 
 
 def _in_network(name: str, cidr: str) -> bool:
+    import ipaddress
+
     try:
         net = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
@@ -152,6 +169,8 @@ def _in_network(name: str, cidr: str) -> bool:
 
 @lru_cache(maxsize=64)
 def _context(certs_dir: str, host: str) -> ssl.SSLContext:
+    import ssl  # here: a plain-HTTP registry never needs it
+
     ctx = ssl.create_default_context()  # the system trust store
     own = Path(certs_dir) / host
     if own.is_dir():
@@ -182,10 +201,16 @@ def load_options(insecure: tuple[str, ...] | list[str] = (), *,
     certs_dir = DEFAULT_CERTS_DIR
     for path in files:
         try:
-            doc = tomllib.loads(path.read_text())
+            text = path.read_text()
         except FileNotFoundError:
             continue
-        except (OSError, tomllib.TOMLDecodeError) as e:
+        except OSError as e:
+            raise RegistryError(f"cannot read dockyard config {path}: {e}") from None
+        import tomllib  # here: most machines have no config file
+
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
             raise RegistryError(f"cannot read dockyard config {path}: {e}") from None
         section = doc.get("registry") or {}
         entries = section.get("insecure") or section.get("insecure-registries") or []

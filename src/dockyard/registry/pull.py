@@ -7,13 +7,15 @@ into the store and checked against its diff id. Only then is the image
 stored and tagged; a wrong digest stores nothing of that blob. Where each
 layer came from is remembered (``records``) so a later push can HEAD or
 mount it instead of compressing again.
+
+First, when the reference is tagged here, one HEAD of it: if the registry
+still names the manifest this image was last pulled (or pushed) as, and
+every layer is in the store, the pull is done.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from dockyard.errors import LayerError, StoreError
@@ -26,13 +28,18 @@ from dockyard.image import (
     parse_manifest,
     select_platform,
 )
-from dockyard.layer.compress import open_layer
 from dockyard.reference import Reference
 from dockyard.registry import progress as ev
 from dockyard.registry.client import Repository
 from dockyard.registry.errors import DigestMismatch, RegistryError
 from dockyard.registry.options import RegistryOptions, load_options
-from dockyard.registry.records import BlobSource, remember_blobs, remember_manifest
+from dockyard.registry.records import (
+    BlobSource,
+    known_digests,
+    manifests_of,
+    remember_blobs,
+    remember_manifest,
+)
 from dockyard.registry.remote import open_repository
 from dockyard.registry.transport import Transport
 from dockyard.store import Image, Store
@@ -79,6 +86,9 @@ class _Puller:
     def run(self) -> Image:
         ref, repo = self.ref, self.repo
         self.emit(ev.Event(ev.RESOLVING, ref.familiar))
+        unchanged = self._unchanged()
+        if unchanged is not None:
+            return unchanged
         top = repo.get_manifest(ref.digest or ref.tag or "latest")
         manifest_data, check_platform = self._choose_manifest(top)
         try:
@@ -102,6 +112,36 @@ class _Puller:
         self.emit(ev.Event(ev.DIGEST, ref.familiar, detail=f"Digest: {top.digest}"))
         verb = "Image is up to date for" if existed_before else "Downloaded newer image for"
         self.emit(ev.Event(ev.STATUS, ref.familiar, detail=f"Status: {verb} {ref.familiar}"))
+        return image
+
+    def _unchanged(self) -> Image | None:
+        """The local image, when the registry's tag still names the manifest we
+        last pulled (or pushed) it as and every layer is here; one HEAD asks.
+        None: pull as usual."""
+        ref, store = self.ref, self.store
+        ids = {row[0] for tag in self._tags()
+               for row in store.db.execute("SELECT image_id FROM tags WHERE name=?", (tag,))}
+        if len(ids) != 1:
+            return None  # not tagged here (or the names disagree): nothing to compare with
+        image_id = ids.pop()
+        known = manifests_of(store, ref.domain, ref.path, image_id)
+        if not known:
+            return None
+        image = store.image(image_id)
+        config = image.config
+        have = Platform(str(config.get("os", "")), str(config.get("architecture", "")),
+                        config.get("variant") or None)
+        want = Platform.parse(self.platform) if self.platform else Platform.host()
+        if not want.matches(have) or not all(store.blobs.has(d) for d in image.diff_ids):
+            return None
+        digest = self.repo.head_manifest(ref.digest or ref.tag or "latest")
+        if digest is None or str(digest) not in known:
+            return None
+        shown = known_digests(store, ref.domain, ref.path)
+        for diff_id in image.diff_ids:
+            self.emit(ev.Event(ev.ALREADY_EXISTS, ev.short(shown.get(diff_id, diff_id))))
+        self.emit(ev.Event(ev.DIGEST, ref.familiar, detail=f"Digest: {digest}"))
+        self.emit(ev.Event(ev.STATUS, ref.familiar, detail=f"Status: Image is up to date for {ref.familiar}"))
         return image
 
     def _has_image(self, image_id: str) -> bool:
@@ -165,6 +205,9 @@ class _Puller:
                 self.emit(ev.Event(ev.WAITING, ev.short(str(layer.desc.digest))))
         if not todo:
             return
+        # imported here: a pull with nothing to fetch never needs them
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         workers = max(1, self.repo.registry.options.download_concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
             futures = [pool.submit(self._download, layer) for layer in todo.values()]
@@ -178,6 +221,10 @@ class _Puller:
     def _download(self, layer: _Layer) -> None:
         digest = str(layer.desc.digest)
         sid, total = ev.short(digest), layer.desc.size
+        import tempfile
+
+        from dockyard.layer.compress import open_layer
+
         with tempfile.TemporaryFile(dir=self.store.tmp_dir, prefix="pull-") as tmp:
             self.repo.fetch_blob(digest, tmp, size=total,
                                  progress=lambda n: self.emit(ev.Event(ev.DOWNLOADING, sid, n, total)))

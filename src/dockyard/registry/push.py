@@ -8,17 +8,19 @@ while compressing, once) and uploaded; the result is remembered, so the
 next push of the same layer compresses nothing. Blobs go in parallel, the
 config with them, the manifest last. A tag that names a multi-platform
 image (an index in the store) pushes each image by digest, then the index.
+
+First, when the records place every layer in the target repository, the
+manifest we would push is built and one HEAD of the tag compares digests:
+equal, and nothing else is sent.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ImageNotFound
 from dockyard.image import (
@@ -39,6 +41,7 @@ from dockyard.registry.options import RegistryOptions, load_options
 from dockyard.registry.records import (
     BlobSource,
     forget_blob,
+    has_manifest,
     known_sources,
     remember_blobs,
     remember_manifest,
@@ -47,10 +50,8 @@ from dockyard.registry.remote import open_repository
 from dockyard.registry.transport import Transport
 from dockyard.store import Image, Store
 
-try:  # optional: ~5x faster gzip (python-isal)
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - depends on the environment
-    import zlib as _zlib  # type: ignore[no-redef]
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["push"]
 
@@ -124,8 +125,15 @@ class _Pusher:
                                 f"but {len(image.diff_ids)} diff ids")
         # the records are read here, on the thread that owns the connection
         known = {d: known_sources(self.store, d) for d in image.diff_ids}
+        if tag is not None:
+            unchanged = self._unchanged(image, tag, known)
+            if unchanged is not None:
+                return unchanged
         for layer in local:
             self.emit(ev.Event(ev.PREPARING, ev.short(layer["digest"])))
+
+        # imported here: a push with nothing to send never needs them
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         workers = max(1, self.options.upload_concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
@@ -159,6 +167,46 @@ class _Pusher:
         remember_manifest(self.store, self.ref.domain, self.repo.path, str(digest), image.id)
         return digest, data
 
+    def _unchanged(self, image: Image, tag: str, known: dict[str, list[BlobSource]]
+                   ) -> tuple[Digest, bytes] | None:
+        """The manifest, when ``tag`` already names exactly the one we would push.
+
+        Built from what we know each layer is in this repository; one HEAD
+        then compares digests. A registry that holds a manifest holds its
+        blobs, so nothing else needs asking. None: push as usual.
+        """
+        layers = []
+        for layer, diff_id in zip(image.manifest.get("layers", []), image.diff_ids):
+            desc = self._known_here(layer, known[diff_id])
+            if desc is None:
+                return None
+            layers.append(desc)
+        config = Descriptor(mediatypes.OCI_CONFIG, Digest.of_bytes(image.config_bytes), len(image.config_bytes))
+        data = manifest_json(config, layers, image.manifest.get("annotations") or None, mediatypes.OCI_MANIFEST)
+        digest = Digest.of_bytes(data)
+        if self.repo.head_manifest(tag) != digest:
+            return None
+        for layer in image.manifest.get("layers", []):
+            self.emit(ev.Event(ev.LAYER_EXISTS, ev.short(layer["digest"])))
+        if not has_manifest(self.store, self.ref.domain, self.repo.path, str(digest), image.id):
+            remember_manifest(self.store, self.ref.domain, self.repo.path, str(digest), image.id)
+        return digest, data
+
+    def _known_here(self, layer: dict, known: list[BlobSource]) -> Descriptor | None:
+        """The descriptor a push would give ``layer``, if we know it is in this repository."""
+        try:
+            compression = mediatypes.compression_of(layer.get("mediaType", mediatypes.OCI_LAYER))
+            if compression is not Compression.UNCOMPRESSED:
+                return Descriptor(mediatypes.layer_media_type(compression), Digest.parse(layer["digest"]),
+                                  int(layer["size"]))
+            here = [s for s in known if (s.registry, s.repository) == (self.ref.domain, self.repo.path)]
+            for source in sorted(here, key=lambda s: 0 if s.media_type.endswith("gzip") else 1):
+                return Descriptor(mediatypes.layer_media_type(mediatypes.compression_of(source.media_type)),
+                                  Digest.parse(source.digest), source.size)
+        except (ImageFormatError, KeyError, ValueError):
+            pass  # the usual path reports what is wrong
+        return None
+
     # -- blobs ------------------------------------------------------------------
 
     def _push_config(self, image: Image) -> Descriptor:
@@ -184,6 +232,8 @@ class _Pusher:
         if result is not None:
             return result
         self.emit(ev.Event(ev.COMPRESSING, sid))
+        import tempfile
+
         fd, name = tempfile.mkstemp(dir=self.store.tmp_dir, prefix="push-")
         try:
             with os.fdopen(fd, "wb") as out, self.store.blobs.open(digest) as source:
@@ -239,6 +289,11 @@ class _Pusher:
 
 def _gzip(source, out, level: int) -> tuple[Digest, int]:
     """Compress ``source`` into ``out``; the digest and size of what was written."""
+    try:  # optional: ~5x faster gzip (python-isal)
+        from isal import isal_zlib as _zlib
+    except ImportError:  # pragma: no cover - depends on the environment
+        import zlib as _zlib  # type: ignore[no-redef]
+
     hasher = Digest.hasher_for()
     size = 0
     compressor = _zlib.compressobj(level, _zlib.DEFLATED, 31)  # 31: gzip framing

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from dockyard.store import Store
 
-__all__ = ["BlobSource", "ensure_tables", "forget_blob", "known_sources", "remember_blobs",
-           "remember_manifest", "repo_digests"]
+__all__ = ["BlobSource", "ensure_tables", "forget_blob", "has_manifest", "known_digests", "known_sources",
+           "manifests_of", "remember_blobs", "remember_manifest", "repo_digests"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS registry_blobs (
@@ -56,7 +56,11 @@ class BlobSource:
 
 
 def ensure_tables(store: Store) -> None:
+    # once per store object: executescript commits, and this runs before every query
+    if getattr(store, "_registry_tables", False):
+        return
     store.db.executescript(_SCHEMA)
+    store._registry_tables = True  # type: ignore[attr-defined]
 
 
 def remember_blobs(store: Store, sources: list[BlobSource]) -> None:
@@ -79,6 +83,15 @@ def known_sources(store: Store, diff_id: str) -> list[BlobSource]:
     return [BlobSource(*row) for row in rows]
 
 
+def known_digests(store: Store, registry: str, repository: str) -> dict[str, str]:
+    """diff id -> the blob digest it is known by in ``registry``/``repository`` (the newest)."""
+    ensure_tables(store)
+    rows = store.db.execute(
+        "SELECT diff_id, digest FROM registry_blobs WHERE registry=? AND repository=? ORDER BY added",
+        (registry, repository)).fetchall()
+    return dict(rows)
+
+
 def forget_blob(store: Store, source: BlobSource) -> None:
     """A recorded blob the registry no longer has."""
     ensure_tables(store)
@@ -93,6 +106,22 @@ def remember_manifest(store: Store, registry: str, repository: str, digest: str,
     store.db.execute(
         "INSERT OR REPLACE INTO registry_manifests(registry, repository, digest, image_id, added)"
         " VALUES (?,?,?,?,?)", (registry, repository, digest, image_id, time.time()))
+
+
+def has_manifest(store: Store, registry: str, repository: str, digest: str, image_id: str) -> bool:
+    ensure_tables(store)
+    return store.db.execute(
+        "SELECT 1 FROM registry_manifests WHERE registry=? AND repository=? AND digest=? AND image_id=?",
+        (registry, repository, digest, image_id)).fetchone() is not None
+
+
+def manifests_of(store: Store, registry: str, repository: str, image_id: str) -> set[str]:
+    """The digests image ``image_id`` is known by in ``registry``/``repository``."""
+    ensure_tables(store)
+    rows = store.db.execute(
+        "SELECT digest FROM registry_manifests WHERE registry=? AND repository=? AND image_id=?",
+        (registry, repository, image_id)).fetchall()
+    return {r[0] for r in rows}
 
 
 def repo_digests(store: Store, image_id: str) -> list[str]:

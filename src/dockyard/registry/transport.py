@@ -3,9 +3,8 @@
 Everything above this module speaks in ``Request`` and ``Response`` values
 and calls ``Transport.handle``. Three transports:
 
-- ``HttpxTransport``: real HTTP(S) through httpx, one connection pool per
-  host, TLS settings per host (see ``options.RegistryOptions.tls_for``),
-  redirects followed by hand so credentials never leave their host.
+- ``http_transport.HttpTransport``: real HTTP(S) (its own module, so
+  tests and tools that never touch the network do not import it).
 - ``RetryTransport``: wraps another and retries what is safe to retry.
 - ``MockTransport``: wraps a plain function, for tests.
 
@@ -17,19 +16,16 @@ Responses are streamed; whoever gets one closes it.
 from __future__ import annotations
 
 import random
-import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol, Self
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from dockyard.registry.errors import TEMPORARY_STATUSES, TransportError
 
 __all__ = [
     "Headers",
-    "HttpxTransport",
     "MockTransport",
     "Request",
     "Response",
@@ -229,89 +225,3 @@ class RetryTransport:
             response.attempts = attempt
             return response
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-# -- real HTTP --------------------------------------------------------------
-
-TlsChooser = Callable[[str], "ssl.SSLContext | bool"]
-
-
-class HttpxTransport:
-    """HTTP through httpx; ``tls_for(host)`` gives the TLS setting per host."""
-
-    max_redirects = 5
-
-    def __init__(self, tls_for: TlsChooser, *, connect_timeout: float = 15.0,
-                 read_timeout: float = 60.0, proxy_for: Callable[[str, str], str | None] | None = None):
-        import httpx
-
-        self._httpx = httpx
-        self._tls_for = tls_for
-        self._proxy_for = proxy_for or (lambda scheme, host: None)
-        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._clients: dict[tuple[str, str], object] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, scheme: str, host: str):
-        key = (scheme, host)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                verify = self._tls_for(host) if scheme == "https" else True
-                proxy = self._proxy_for(scheme, host)
-                client = self._httpx.Client(verify=verify, timeout=self._timeout, trust_env=False,
-                                            follow_redirects=False, proxy=proxy)
-                self._clients[key] = client
-            return client
-
-    def handle(self, request: Request) -> Response:
-        for _ in range(self.max_redirects + 1):
-            response = self._send(request)
-            location = response.headers.get("Location")
-            if response.status not in (301, 302, 303, 307, 308) or not location \
-                    or request.method not in ("GET", "HEAD"):
-                return response
-            response.close()
-            target = urljoin(request.url, location)
-            headers = request.headers
-            if urlsplit(target).netloc != request.host:
-                # blob storage elsewhere (S3, a CDN): our credentials stay home
-                headers = headers.without("Authorization")
-            request = replace(request, url=target, headers=headers)
-        raise TransportError(f"too many redirects fetching {request.url}", request.host)
-
-    def _send(self, request: Request) -> Response:
-        httpx = self._httpx
-        parts = urlsplit(request.url)
-        client = self._client(parts.scheme, parts.netloc)
-        try:
-            req = client.build_request(request.method, request.url,
-                                       headers=request.headers.items(), content=request.content())
-            resp = client.send(req, stream=True)
-        except httpx.TransportError as e:
-            raise _translate(e, parts.netloc) from None
-
-        def stream() -> Iterator[bytes]:
-            try:
-                yield from resp.iter_bytes()  # as it arrives: keeps partial data
-            except httpx.TransportError as e:
-                raise _translate(e, parts.netloc) from None
-
-        return Response(resp.status_code, Headers(resp.headers.multi_items()), str(resp.url),
-                        reason=resp.reason_phrase, stream=stream(), close=resp.close)
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()  # type: ignore[attr-defined]
-            self._clients.clear()
-
-
-def _translate(e: Exception, host: str) -> TransportError:
-    """httpx's errors -> ours, at the boundary; TLS failures are final."""
-    cause: BaseException | None = e
-    while cause is not None and not isinstance(cause, ssl.SSLError):
-        cause = cause.__context__
-    if cause is not None:
-        return TransportError(f"TLS with {host} failed: {cause}", host, temporary=False)
-    return TransportError(f"connection to {host} failed: {type(e).__name__}: {e or 'no detail'}", host)
