@@ -175,36 +175,40 @@ class SourceTree:
     def walk(self, match: Match, exclude=None, base: str | None = None):
         """Yield (rel, path, lstat) for a match and, for a directory, everything in it.
 
-        Entries `exclude` matches (by their path relative to `base`, the match
-        itself by default) are left out, with their subtrees unless an `!`
-        pattern could bring something below them back."""
-        st = os.lstat(match.path)
-        yield match.rel, match.path, st
+        `path` is a str below the match's own path. Entries `exclude` matches
+        (by their path relative to `base`, the match itself by default) are
+        left out, with their subtrees unless an `!` pattern could bring
+        something below them back."""
+        top = os.fspath(match.path)
+        st = os.lstat(top)
+        yield match.rel, top, st
         if not stat.S_ISDIR(st.st_mode):
             return
         base = match.rel if base is None else base
-        stack = [(match.rel, match.path)]
+        ignoring = self.ignore is not None and bool(getattr(self.ignore, "patterns", True))
+        is_dir = stat.S_ISDIR
+        stack = [(match.rel, top)]
         while stack:
             rel, path = stack.pop()
             try:
-                entries = sorted(os.scandir(path), key=lambda e: e.name)
+                with os.scandir(path) as it:
+                    entries = sorted(it, key=_name)
             except OSError as e:
                 raise BuildError(f"cannot read {path}: {e.strerror}") from None
             subdirs = []
+            prefix = rel + "/" if rel else ""
             for entry in entries:
-                child_rel = f"{rel}/{entry.name}" if rel else entry.name
+                child_rel = prefix + entry.name
                 if exclude is not None and _drop(exclude, relative_to(child_rel, base), entry):
                     continue
-                if self.ignored(child_rel):
-                    if entry.is_dir(follow_symlinks=False) and not self._may_reinclude(child_rel):
-                        continue
-                    if not entry.is_dir(follow_symlinks=False):
-                        continue
+                if ignoring and self.ignore.matches(child_rel):
+                    if entry.is_dir(follow_symlinks=False) and self._may_reinclude(child_rel):
+                        subdirs.append((child_rel, entry.path))
+                    continue
                 est = entry.stat(follow_symlinks=False)
-                if not self.ignored(child_rel):
-                    yield child_rel, Path(entry.path), est
-                if stat.S_ISDIR(est.st_mode):
-                    subdirs.append((child_rel, Path(entry.path)))
+                yield child_rel, entry.path, est
+                if is_dir(est.st_mode):
+                    subdirs.append((child_rel, entry.path))
             stack.extend(reversed(subdirs))
 
     def _may_reinclude(self, rel: str) -> bool:
@@ -213,24 +217,21 @@ class SourceTree:
             return bool(getattr(self.ignore, "exclusions", False))
         return not can_skip(rel)
 
-    def file_digest(self, path: Path, st: os.stat_result) -> str:
-        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    def file_digest(self, path, st: os.stat_result) -> str:
+        name = os.fspath(path)
+        key = (name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         cached = self._hash_cache.get(key)
         if cached:
             return cached
         stamp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-        known = self._known.get(key[0])
+        known = self._known.get(name)
         if known is not None and known[0] == stamp:
             self._hash_cache[key] = known[1]
             return known[1]
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = hash_file(name, st.st_size)
         self._hash_cache[key] = digest
         if self._db is not None:
-            self._new[key[0]] = (stamp, digest)
+            self._new[name] = (stamp, digest)
         return digest
 
     def digest(self, match: Match, exclude=None, base: str | None = None) -> str:
@@ -249,6 +250,20 @@ class SourceTree:
                 h.update(f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}\0".encode())
             h.update(b"\n")
         return "sha256:" + h.hexdigest()
+
+
+def hash_file(path: str, size: int) -> str:
+    """sha256 hex of a file's content; `size` (from stat) sizes the first read."""
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        chunk = os.read(fd, min(size, 1 << 20) + 1)
+        while chunk:
+            h.update(chunk)
+            chunk = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
 
 
 def basename(rel: str) -> str:
@@ -306,3 +321,7 @@ def _drop(exclude, sub: str, entry: os.DirEntry) -> bool:
         prefix = sub + "/"
         return not any(p.exclusion and (p.cleaned + "/").startswith(prefix) for p in exclude.patterns)
     return True
+
+
+def _name(entry: os.DirEntry) -> str:
+    return entry.name

@@ -8,6 +8,7 @@ created with O_NOFOLLOW so a planted symlink cannot redirect a write.
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import lzma
 import os
@@ -172,28 +173,36 @@ def copy_sources(tree: SourceTree, matches: list[Match], root: Path, dest: str,
         existing = fs.resolve(dest)
         to_dir = existing.is_dir() and not existing.is_symlink()
     copier = _Copier(tree, opts, fs)
-    for match in matches:
-        st = os.stat(match.path) if os.path.lexists(match.path) else None
-        if st is None:
-            raise BuildError(f"{match.rel or '/'}: not found")
-        if stat.S_ISDIR(st.st_mode):
-            # the destination is made like `mkdir -p` (or left as it is); only
-            # what is inside the source directory is copied with its metadata
-            target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
-            copier.copy_dir_contents(match, target, dest, match.rel, root_meta=False)
-            continue
-        if opts.unpack and stat.S_ISREG(st.st_mode) and _is_archive(match.path):
-            target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
-            _unpack(match.path, target)
-            continue
-        if to_dir:
-            parent = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
-            target = parent / basename(match.rel or match.path.name)
-        else:
-            parent_path = str(PurePosixPath(dest).parent)
-            parent = fs.mkdirs(parent_path, uid=parent_uid, gid=parent_gid)
-            target = parent / PurePosixPath(dest).name
-        copier.copy_file(match.path, os.stat(match.path), target)
+    try:
+        for match in matches:
+            _copy_match(copier, fs, match, dest, opts, to_dir, parent_uid, parent_gid)
+    finally:
+        copier.close()
+
+
+def _copy_match(copier: _Copier, fs: RootFS, match: Match, dest: str, opts: CopyOptions, to_dir: bool,
+                parent_uid: int, parent_gid: int) -> None:
+    st = os.stat(match.path) if os.path.lexists(match.path) else None
+    if st is None:
+        raise BuildError(f"{match.rel or '/'}: not found")
+    if stat.S_ISDIR(st.st_mode):
+        # the destination is made like `mkdir -p` (or left as it is); only
+        # what is inside the source directory is copied with its metadata
+        target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+        copier.copy_dir_contents(match, target, dest, match.rel, root_meta=False)
+        return
+    if opts.unpack and stat.S_ISREG(st.st_mode) and _is_archive(match.path):
+        target = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+        _unpack(match.path, target)
+        return
+    if to_dir:
+        parent = fs.mkdirs(dest, uid=parent_uid, gid=parent_gid)
+        target = parent / basename(match.rel or match.path.name)
+    else:
+        parent_path = str(PurePosixPath(dest).parent)
+        parent = fs.mkdirs(parent_path, uid=parent_uid, gid=parent_gid)
+        target = parent / PurePosixPath(dest).name
+    copier.copy_file(match.path, st, target)
 
 
 def _copy_with_parents(tree: SourceTree, matches: list[Match], fs: RootFS, dest: str,
@@ -202,37 +211,57 @@ def _copy_with_parents(tree: SourceTree, matches: list[Match], fs: RootFS, dest:
     fs.mkdirs(dest, uid=uid, gid=gid)
     copier = _Copier(tree, opts, fs)
     created: list[tuple[Path, os.stat_result]] = []
-    for match in matches:
-        sub = relative_to(match.rel, pivot)
-        parts = sub.split("/") if sub else []
-        current, src_rel = dest.rstrip("/") or "/", pivot
-        for part in parts[:-1]:
-            current, src_rel = posixpath.join(current, part), posixpath.join(src_rel, part)
-            host = fs.resolve(current)
-            if not os.path.lexists(host):
-                os.mkdir(host, 0o700)
-                created.append((host, os.stat(tree.resolve(src_rel) or tree.root)))
-            elif not host.is_dir():
-                raise BuildError(f"cannot create directory {current}: a file is in the way")
-        inroot = posixpath.join(current, parts[-1]) if parts else dest
-        st = os.stat(match.path)
-        if stat.S_ISDIR(st.st_mode):
-            target = copier._dir_at(fs.resolve(inroot, follow_last=False), inroot) if parts else fs.resolve(dest)
-            copier.copy_dir_contents(match, target, inroot, pivot)
-        elif parts:
-            copier.copy_file(match.path, st, fs.resolve(inroot, follow_last=False))
-        else:
-            copier.copy_file(match.path, st, fs.resolve(dest) / basename(match.rel))
-    for host, st in reversed(created):
-        copier.finish(host, st)
+    try:
+        for match in matches:
+            sub = relative_to(match.rel, pivot)
+            parts = sub.split("/") if sub else []
+            current, src_rel = dest.rstrip("/") or "/", pivot
+            for part in parts[:-1]:
+                current, src_rel = posixpath.join(current, part), posixpath.join(src_rel, part)
+                host = fs.resolve(current)
+                if not os.path.lexists(host):
+                    os.mkdir(host, 0o700)
+                    created.append((host, os.stat(tree.resolve(src_rel) or tree.root)))
+                elif not host.is_dir():
+                    raise BuildError(f"cannot create directory {current}: a file is in the way")
+            inroot = posixpath.join(current, parts[-1]) if parts else dest
+            st = os.stat(match.path)
+            if stat.S_ISDIR(st.st_mode):
+                target = copier._dir_at(fs.resolve(inroot, follow_last=False), inroot) if parts else fs.resolve(dest)
+                copier.copy_dir_contents(match, target, inroot, pivot)
+            elif parts:
+                copier.copy_file(match.path, st, fs.resolve(inroot, follow_last=False))
+            else:
+                copier.copy_file(match.path, st, fs.resolve(dest) / basename(match.rel))
+        for host, st in reversed(created):
+            copier.finish(host, st)
+    finally:
+        copier.close()
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NO_SENDFILE: set[tuple[int, int]] = set()   # (source dev, dest dev) where sendfile failed
 
 
 class _Copier:
+    """Places files one directory at a time: names are created relative to
+    an open descriptor of their (already resolved) parent directory, and
+    owner, mode and times are set on the new file's descriptor."""
+
     def __init__(self, tree: SourceTree, opts: CopyOptions, fs: RootFS):
         self.tree = tree
         self.opts = opts
         self.fs = fs
-        self.links: dict[tuple[int, int], Path] = {}
+        self.links: dict[tuple[int, int], str] = {}
+        self._dir: tuple[str, int] | None = None     # the open parent: (host path, fd)
+        self._dest_dev: int | None = None
+
+    def close(self) -> None:
+        if self._dir is not None:
+            os.close(self._dir[1])
+            self._dir = None
 
     def _owner(self, st: os.stat_result) -> tuple[int, int]:
         if self.opts.chown is not None:
@@ -246,119 +275,177 @@ class _Copier:
             return self.opts.chmod
         return stat.S_IMODE(st.st_mode)
 
-    def finish(self, target: Path, st: os.stat_result, *, is_link: bool = False) -> None:
+    def finish(self, target, st: os.stat_result, *, is_link: bool = False) -> None:
         uid, gid = self._owner(st)
         os.chown(target, uid, gid, follow_symlinks=False)
         if not is_link:
             os.chmod(target, self._mode(st))
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
-    def _clear(self, target: Path, want_dir: bool) -> None:
-        if not os.path.lexists(target):
-            return
-        if target.is_dir() and not target.is_symlink():
-            if not want_dir:
-                raise BuildError(f"cannot replace directory {target.name} with a file")
-            return
-        os.unlink(target)
+    def _dir_fd(self, path: str) -> int:
+        if self._dir is not None:
+            if self._dir[0] == path:
+                return self._dir[1]
+            self.close()
+        fd = os.open(path, _DIR)
+        self._dir = (path, fd)
+        if self._dest_dev is None:
+            self._dest_dev = os.fstat(fd).st_dev
+        return fd
 
-    def copy_file(self, src: Path, st: os.stat_result, target: Path) -> None:
+    def _clear_at(self, dfd: int, name: str, want_dir: bool) -> None:
+        try:
+            st = os.lstat(name, dir_fd=dfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if not want_dir:
+                raise BuildError(f"cannot replace directory {name} with a file")
+            return
+        os.unlink(name, dir_fd=dfd)
+
+    def copy_file(self, src, st: os.stat_result, target) -> None:
+        parent, name = os.path.split(os.fspath(target))
+        self._place(parent, name, os.fspath(src), st)
+
+    def _place(self, parent: str, name: str, src: str, st: os.stat_result) -> None:
+        """Copy `src` (lstat `st`) to `name` in the host directory `parent`;
+        whatever is in the way (not a directory) is replaced."""
         mode = st.st_mode
-        self._clear(target, stat.S_ISDIR(mode))
+        dfd = self._dir_fd(parent)
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self.links:
-                os.link(self.links[key], target)
+                self._clear_at(dfd, name, False)
+                os.link(self.links[key], name, dst_dir_fd=dfd, follow_symlinks=False)
                 return
-            fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                with open(src, "rb") as fin:
-                    _copy_fd(fin.fileno(), fd_out, st.st_size)
+                out = os.open(name, _CREATE, 0o600, dir_fd=dfd)
+            except FileExistsError:
+                self._clear_at(dfd, name, False)
+                out = os.open(name, _CREATE, 0o600, dir_fd=dfd)
+            try:
+                fd_in = os.open(src, _READ)
+                try:
+                    _send(fd_in, out, st.st_size, (st.st_dev, self._dest_dev))
+                finally:
+                    os.close(fd_in)
+                uid, gid = self._owner(st)
+                os.fchown(out, uid, gid)   # before the mode: chown clears set-id bits
+                os.fchmod(out, self._mode(st))
+                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
             finally:
-                os.close(fd_out)
+                os.close(out)
             if st.st_nlink > 1:
-                self.links[key] = target
-            self.finish(target, st)
+                self.links[key] = f"{parent}/{name}"
         elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(src), target)
-            self.finish(target, st, is_link=True)
+            link = os.readlink(src)
+            try:
+                os.symlink(link, name, dir_fd=dfd)
+            except FileExistsError:
+                self._clear_at(dfd, name, False)
+                os.symlink(link, name, dir_fd=dfd)
+            uid, gid = self._owner(st)
+            os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
         elif stat.S_ISDIR(mode):
-            if not target.exists():
-                os.mkdir(target, 0o700)
+            self._clear_at(dfd, name, True)
+            if not os.path.exists(f"{parent}/{name}"):
+                os.mkdir(name, 0o700, dir_fd=dfd)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-            os.mknod(target, mode, st.st_rdev)
-            self.finish(target, st)
+            self._clear_at(dfd, name, False)
+            os.mknod(name, mode, st.st_rdev, dir_fd=dfd)
+            self.finish(f"{parent}/{name}", st)
 
-    def copy_dir_contents(self, match: Match, target: Path, inroot: str, exclude_base: str, *,
+    def copy_dir_contents(self, match: Match, target, inroot: str, exclude_base: str, *,
                           root_meta: bool = True) -> None:
         """Copy what is inside a source directory to `target` (the host path of
         `inroot`, already resolved). Each entry is placed in a directory that
         was resolved inside the root, so a symlink planted in the image is
         followed within the rootfs, never onto the host."""
-        dirs: list[tuple[Path, os.stat_result]] = []
+        target = os.fspath(target)
+        dirs: list[tuple[str, os.stat_result]] = []
         placed = {match.rel: (target, inroot)}
         walker = self.tree.walk(match, self.opts.exclude, exclude_base)
-        next(walker)  # the source directory itself
+        _, top, top_st = next(walker)  # the source directory itself
         if root_meta:
-            dirs.append((target, os.stat(match.path)))
+            dirs.append((target, os.stat(top) if stat.S_ISLNK(top_st.st_mode) else top_st))
+        is_dir = stat.S_ISDIR
         for rel, path, st in walker:
             parent_rel, _, name = rel.rpartition("/")
-            parent, parent_in = placed.get(parent_rel) or self._parents(parent_rel, path.parent, placed, dirs)
-            dest, dest_in = parent / name, posixpath.join(parent_in, name)
-            if stat.S_ISDIR(st.st_mode):
-                dest = self._dir_at(dest, dest_in)
+            parent, parent_in = placed.get(parent_rel) or self._parents(parent_rel, os.path.dirname(path),
+                                                                        placed, dirs)
+            if is_dir(st.st_mode):
+                dest_in = posixpath.join(parent_in, name)
+                dest = self._dir_at(f"{parent}/{name}", dest_in)
                 placed[rel] = (dest, dest_in)
                 dirs.append((dest, st))
             else:
-                self.copy_file(path, st, dest)
+                self._place(parent, name, path, st)
+        self.close()
         # Directory metadata last, deepest first, so file writes don't bump mtimes.
         for dest, st in reversed(dirs):
             self.finish(dest, st)
 
-    def _dir_at(self, dest: Path, dest_in: str) -> Path:
+    def _dir_at(self, dest, dest_in: str) -> str:
         """A directory at `dest`: an image symlink to a directory is followed
         inside the root; anything else that is not a directory is replaced."""
+        dest = os.fspath(dest)
+        try:
+            os.mkdir(dest, 0o700)     # the common case: nothing there yet
+            return dest
+        except FileExistsError:
+            pass
         if os.path.islink(dest):
             resolved = self.fs.resolve(dest_in)
             if os.path.isdir(resolved) and not os.path.islink(resolved):
-                return resolved
+                return os.fspath(resolved)
             os.unlink(dest)
-        elif os.path.lexists(dest) and not os.path.isdir(dest):
+        elif not os.path.isdir(dest):
             os.unlink(dest)
         if not os.path.lexists(dest):
             os.mkdir(dest, 0o700)
         return dest
 
-    def _parents(self, rel: str, src: Path, placed: dict, dirs: list) -> tuple[Path, str]:
+    def _parents(self, rel: str, src: str, placed: dict, dirs: list) -> tuple[str, str]:
         # directories left out (.dockerignore) while an exception re-includes
         # something below them: made with the source directories' metadata
         if rel in placed:
             return placed[rel]
         up_rel, _, name = rel.rpartition("/")
-        up, up_in = self._parents(up_rel, src.parent, placed, dirs)
+        up, up_in = self._parents(up_rel, os.path.dirname(src), placed, dirs)
         dest_in = posixpath.join(up_in, name)
-        dest = self._dir_at(up / name, dest_in)
+        dest = self._dir_at(f"{up}/{name}", dest_in)
         dirs.append((dest, os.stat(src)))
         placed[rel] = (dest, dest_in)
         return placed[rel]
 
 
-def _copy_fd(fd_in: int, fd_out: int, size: int) -> None:
-    remaining = size
-    try:
-        while remaining > 0:
-            n = os.copy_file_range(fd_in, fd_out, min(remaining, 1 << 30))
-            if n == 0:
-                break
-            remaining -= n
-        if remaining <= 0:
+def _send(fd_in: int, fd_out: int, size: int, pair: tuple[int, int | None]) -> None:
+    """Copy `size` bytes in the kernel (sendfile works across filesystems,
+    copy_file_range does not into overlayfs); plain reads and writes where
+    this pair of filesystems refuses it."""
+    done = 0
+    if pair not in _NO_SENDFILE:
+        try:
+            while done < size:
+                n = os.sendfile(fd_out, fd_in, done, size - done)
+                if n == 0:
+                    return
+                done += n
             return
-    except OSError:
-        os.lseek(fd_in, 0, os.SEEK_SET)
-        os.lseek(fd_out, 0, os.SEEK_SET)
-        os.ftruncate(fd_out, 0)
-    while chunk := os.read(fd_in, 1 << 20):
-        os.write(fd_out, chunk)
+        except OSError as exc:
+            if done or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            _NO_SENDFILE.add(pair)
+    while done < size:
+        chunk = os.read(fd_in, min(size - done, 1 << 20))
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd_out, view):]
+        done += len(chunk)
 
 
 _MAGIC = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open)]
