@@ -115,7 +115,7 @@ def _host_ids(pid: int) -> tuple[int, int]:
 def test_root_inside_is_an_unprivileged_id_outside(ns_store, image, tmp_path):
     shared = Path(tempfile.mkdtemp(prefix="dockyard-userns-data-", dir="/var/tmp"))
     try:
-        os.chmod(shared, 0o777)  # host-owned: the mapped root is "others" there
+        os.chmod(shared, 0o755)
         script = "id -u > /data/inside; id -g >> /data/inside; touch /data/made-inside; exec sleep 60"
         opts = RunOptions(command=["sh", "-c", script],
                           detach=True, userns="auto", network="none",
@@ -129,7 +129,7 @@ def test_root_inside_is_an_unprivileged_id_outside(ns_store, image, tmp_path):
         _until(ready)
         assert (shared / "inside").read_text().split() == ["0", "0"]
         st = os.stat(shared / "made-inside")
-        assert (st.st_uid, st.st_gid) == (uid, gid)  # what root made is the mapped id on the host
+        assert (st.st_uid, st.st_gid) == (0, 0)  # the bind is idmapped: ids as without --userns
         state = json.loads((ns_store.root / "containers" / cid / "state.json").read_text())
         pid = state["Pid"]
         assert pid > 0 and _host_ids(pid) == (uid, gid)
@@ -244,3 +244,128 @@ def _until(predicate, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+# -- volumes and bind mounts under --userns=auto ------------------------------------
+
+
+def _volume(name: str, target: str = "/v"):
+    from dockyard.container import MountSpec
+
+    return MountSpec("volume", target, name)
+
+
+def test_a_volume_keeps_in_container_ids_across_blocks_and_without_userns(ns_store, image):
+    from dockyard.container import VolumeStore
+
+    vol = [_volume("shared-ids")]
+    as_root = "touch /v/by-root && mkdir /v/home && chown 1000:1000 /v/home && ls -ln /v"
+    code, out, err = _run(ns_store, image, "sh", "-c", as_root, userns="auto", network="none", mounts=vol)
+    assert code == 0, err
+    code, _, err = _run(ns_store, image, "sh", "-c", "id -u; touch /v/home/by-1000", userns="auto",
+                        network="none", mounts=vol, user="1000:1000")
+    assert code == 0, err
+    # another block again: earlier containers still hold theirs
+    code, out, err = _run(ns_store, image, "sh", "-c", "stat -c '%u:%g %n' /v/by-root /v/home /v/home/by-1000;"
+                          " echo more >> /v/by-root", userns="auto", network="none", mounts=vol)
+    assert code == 0, err
+    assert out.splitlines() == ["0:0 /v/by-root", "1000:1000 /v/home", "1000:1000 /v/home/by-1000"]
+    blocks = {_block(ns_store, ctr.id)[0] for ctr in _containers(ns_store)}
+    assert len(blocks) == 3
+    code, out, err = _run(ns_store, image, "sh", "-c", "ls -ln /v/home | tail -1; cat /v/by-root",
+                          network="none", mounts=vol, rm=True)
+    assert code == 0, err
+    assert out.split()[2:4] == ["1000", "1000"] and out.endswith("more\n")
+    data = VolumeStore(ns_store.root).get("shared-ids").data
+    for path, ids in (("by-root", (0, 0)), ("home", (1000, 1000)), ("home/by-1000", (1000, 1000))):
+        st = os.lstat(data / path)
+        assert (st.st_uid, st.st_gid) == ids, path
+    detached, _ = run_container(ns_store, image, RunOptions(command=["sleep", "30"], detach=True, mounts=vol,
+                                                            userns="auto", network="none"))
+    assert [p for p in _mount_points() if detached in p]
+    _remove_all(ns_store)
+    # the clones attached for the containers are gone with them
+    assert not [p for p in _mount_points() if str(ns_store.root) in p]
+
+
+def test_an_image_volume_is_seeded_with_the_images_owners(ns_store, image):
+    from dockyard.container import VolumeStore
+
+    owned = _image_with_owned_files(ns_store, image)
+    code, out, err = _run(ns_store, owned, "sh", "-c", "stat -c '%u:%g %a %n' /srv /srv/app/conf /srv/tool",
+                          userns="auto", network="none")
+    assert code == 0, err
+    assert out.splitlines() == ["0:0 755 /srv", "1000:1001 640 /srv/app/conf", "0:0 4755 /srv/tool"]
+    (anon,) = [v for v in VolumeStore(ns_store.root).list() if v.anonymous]
+    st = os.lstat(anon.data / "app" / "conf")
+    assert (st.st_uid, st.st_gid) == (1000, 1001)
+    assert stat.S_IMODE(os.lstat(anon.data / "tool").st_mode) == 0o4755
+    _remove_all(ns_store)
+
+
+def test_a_bind_mount_shows_the_host_owners(ns_store, image):
+    host = Path(tempfile.mkdtemp(prefix="dockyard-userns-bind-", dir="/var/tmp"))
+    try:
+        os.chmod(host, 0o755)
+        os.chown(host, 1000, 1000)
+        (host / "mine").write_text("x")
+        os.chown(host / "mine", 1000, 1000)
+        code, out, err = _run(ns_store, image, "sh", "-c", "ls -ln /h | tail -1; stat -c '%u' /h; "
+                              "touch /h/new", userns="auto", network="none", user="1000",
+                              mounts=[_bind(host, "/h")], rm=True)
+        assert code == 0, err
+        assert out.split()[2:4] == ["1000", "1000"] and out.splitlines()[-1] == "1000"
+        assert os.stat(host / "new").st_uid == 1000
+    finally:
+        shutil.rmtree(host, ignore_errors=True)
+
+
+def test_a_bind_mount_on_a_filesystem_without_idmapping_is_refused(ns_store, image):
+    with pytest.raises(InvalidOption, match=r"^--userns=auto: idmapped mount of bind mount /proc/sys: "):
+        _run(ns_store, image, "true", userns="auto", network="none", mounts=[_bind(Path("/proc/sys"), "/h")])
+    assert not [p for p in _mount_points() if str(ns_store.root) in p]
+
+
+def _containers(store):
+    from dockyard.container import list_containers
+
+    return list_containers(store.root, all_=True)
+
+
+def _remove_all(store) -> None:
+    for ctr in _containers(store):
+        remove_container(store.root, ctr.id, force=True, volumes=True)
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        return [line.split()[4] for line in fh]
+
+
+def _image_with_owned_files(store, base):
+    """base + a layer with /srv owned by 1000:1001 and a setuid file, and VOLUME /srv."""
+    import io
+    import tarfile
+
+    from dockyard import api
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, mode, ids, data in (("srv", 0o755, (0, 0), None), ("srv/app", 0o750, (1000, 1001), None),
+                                      ("srv/app/conf", 0o640, (1000, 1001), b"conf\n"),
+                                      ("srv/tool", 0o4755, (0, 0), b"#!/bin/sh\n")):
+            info = tarfile.TarInfo(name)
+            info.mode, (info.uid, info.gid) = mode, ids
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    layer = buf.getvalue()
+    digest = store.blobs.put_bytes(layer)
+    config = json.loads(base.config_bytes)
+    config["rootfs"]["diff_ids"].append(digest)
+    config["config"] = {**(config.get("config") or {}), "Volumes": {"/srv": {}}}
+    layers = [(d, store.blobs.size(d)) for d in base.diff_ids] + [(digest, len(layer))]
+    return store.put_image(json.dumps(config).encode(), layers=layers, tags=[api.normalize("owned:1")])

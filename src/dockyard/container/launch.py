@@ -20,8 +20,10 @@ from typing import Any
 from dockyard.container import network as net
 from dockyard.container.errors import InvalidOption
 from dockyard.container.mounts import (
+    IDMAPPED_DIR,
     INIT_PATH,
     check_workdir,
+    detach_idmapped,
     find_init,
     prepare_mounts,
 )
@@ -45,6 +47,7 @@ from dockyard.container.records import (
     write_json,
 )
 from dockyard.container.security import (
+    IdMapper,
     allocate_userns,
     capabilities,
     host_devices,
@@ -53,6 +56,7 @@ from dockyard.container.security import (
     seccomp_for,
 )
 from dockyard.container.volumes import VolumeStore
+from dockyard.errors import ContainerRuntimeError
 from dockyard.runtime import spec as oci
 from dockyard.runtime._etc import write_etc_files
 from dockyard.runtime.overlay import mount_overlay, unmount
@@ -204,8 +208,14 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
         groups = list(dict.fromkeys([gid, *groups]))  # Docker lists the primary group too (CVE-2023-25173)
 
         volumes = VolumeStore(store.root)
-        mounts = prepare_mounts(opts.mounts, sorted(cfg.get("Volumes") or {}), rootfs, volumes,
-                                init=find_init() if opts.init else None)
+        idmap = IdMapper(userns, cdir / IDMAPPED_DIR) if userns is not None else None
+        undo.append(lambda: detach_idmapped(cdir))
+        try:
+            mounts = prepare_mounts(opts.mounts, sorted(cfg.get("Volumes") or {}), rootfs, volumes,
+                                    init=find_init() if opts.init else None, idmap=idmap)
+        finally:
+            if idmap is not None:
+                idmap.close()
         undo.append(lambda: volumes.remove_quietly(mounts.anonymous))
         workdir = check_workdir(rootfs, cwd, mounts.sources)
 
@@ -286,10 +296,15 @@ def sweep_trash(store_root: Path) -> None:
     except FileNotFoundError:
         return
     for entry in entries:
+        try:
+            detach_idmapped(Path(entry.path))
+        except ContainerRuntimeError:
+            continue  # never delete through a mounted volume
         shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _remove_dir(root: Path, cdir: Path, name: str, cid: str) -> None:
+    detach_idmapped(cdir)
     shutil.rmtree(cdir, ignore_errors=True)
     release_name(root, name, cid)
 
@@ -353,6 +368,7 @@ def release(ctr: Container, runtime: Runtime, slirp: net.Slirp | None = None) ->
     merged = ctr.path("merged")
     if os.path.ismount(merged):
         unmount(merged)
+    detach_idmapped(ctr.dir)
     if slirp is not None:
         slirp.stop()
     netns = ctr.path("netns")
@@ -371,6 +387,7 @@ def remove(store_root: Path, ctr: Container, *, volumes: bool = False, defer: bo
     root = container_root(store_root)
     if keep_exit_code:
         _leave_exit_code(root, ctr)
+    detach_idmapped(ctr.dir)
     trash = root / "trash"
     trash.mkdir(exist_ok=True)
     doomed = trash / ctr.id

@@ -2,6 +2,9 @@
 
 Every image VOLUME not covered by a user mount gets an anonymous volume, as
 in Docker. Volumes are seeded from the image on first use (see volumes.py).
+Under --userns=auto volumes and bind sources are idmapped (security.IdMapper)
+and runc binds the idmapped clones; the volume is seeded through its clone,
+so the image's owners land on disk as the in-container ids.
 
 `check_workdir` is the CVE-2024-21626 guard for a container with mounts: the
 working directory is resolved the way the container will see it (symlinks
@@ -16,20 +19,24 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard.container.errors import InvalidOption
 from dockyard.container.options import MountSpec
+from dockyard.container.security import IdMapper
 from dockyard.container.volumes import Volume, VolumeStore
 from dockyard.errors import ContainerRuntimeError
 from dockyard.runtime._paths import scoped_resolve, split_clean
 from dockyard.runtime.container import prepare_cwd
 from dockyard.runtime.spec import KERNEL_MOUNT_ROOTS
 
-__all__ = ["INIT_PATH", "PreparedMounts", "check_workdir", "find_init", "prepare_mounts"]
+__all__ = ["IDMAPPED_DIR", "INIT_PATH", "PreparedMounts", "check_workdir", "detach_idmapped", "find_init",
+           "prepare_mounts"]
 
+IDMAPPED_DIR = "idmapped"  # in the container's directory: where the idmapped clones are attached
 INIT_PATH = "/sbin/docker-init"  # where Docker puts its init; scripts look for it there
 _INIT_CANDIDATES = ("tini-static", "tini", "catatonit")
 _MAX_LINKS = 40
@@ -78,8 +85,20 @@ def _tmpfs(spec: MountSpec) -> dict[str, Any]:
     return {"destination": spec.target, "type": "tmpfs", "source": "tmpfs", "options": final}
 
 
+def detach_idmapped(cdir: Path) -> None:
+    """Take down the idmapped clones attached for a container (before its dir is deleted)."""
+    from dockyard.runtime.overlay import unmount
+    from dockyard.store.fsck import mounts_under
+
+    attached = Path(cdir) / IDMAPPED_DIR
+    if attached.is_dir():
+        for point in mounts_under(attached):
+            unmount(point)
+
+
 def prepare_mounts(specs: list[MountSpec], image_volumes: list[str], rootfs: Path,
-                   volumes: VolumeStore, *, init: str | None = None) -> PreparedMounts:
+                   volumes: VolumeStore, *, init: str | None = None,
+                   idmap: IdMapper | None = None) -> PreparedMounts:
     """Create what the mounts need (host dirs, volumes) and return the OCI list."""
     seen: set[str] = set()
     for spec in specs:
@@ -91,7 +110,7 @@ def prepare_mounts(specs: list[MountSpec], image_volumes: list[str], rootfs: Pat
     out = PreparedMounts([], [], [], {})
     try:
         for spec in specs:
-            _add(out, spec, rootfs, volumes)
+            _add(out, spec, rootfs, volumes, idmap)
     except BaseException:
         volumes.remove_quietly(out.anonymous)
         raise
@@ -100,7 +119,8 @@ def prepare_mounts(specs: list[MountSpec], image_volumes: list[str], rootfs: Pat
     return out
 
 
-def _add(out: PreparedMounts, spec: MountSpec, rootfs: Path, volumes: VolumeStore) -> None:
+def _add(out: PreparedMounts, spec: MountSpec, rootfs: Path, volumes: VolumeStore,
+         idmap: IdMapper | None) -> None:
     rw = not spec.readonly
     if spec.type == "tmpfs":
         out.oci.append(_tmpfs(spec))
@@ -114,7 +134,10 @@ def _add(out: PreparedMounts, spec: MountSpec, rootfs: Path, volumes: VolumeStor
             if not spec.create_source:
                 raise InvalidOption(f"invalid mount config for type \"bind\": bind source path does not exist: {source}")
             source.mkdir(parents=True, mode=0o755)
-        out.oci.append(_bind(str(source), spec.target, readonly=spec.readonly,
+        shown = source
+        if idmap is not None:
+            shown = idmap.attach(source, recursive=spec.recursive, what=f"bind mount {source}")
+        out.oci.append(_bind(str(shown), spec.target, readonly=spec.readonly,
                              propagation=spec.propagation, recursive=spec.recursive))
         out.sources[spec.target] = str(source) if source.is_dir() else None
         out.inspect.append({"Type": "bind", "Source": str(source), "Destination": spec.target,
@@ -123,20 +146,27 @@ def _add(out: PreparedMounts, spec: MountSpec, rootfs: Path, volumes: VolumeStor
     volume = volumes.create(spec.source or None, anonymous=not spec.source)
     if not spec.source:
         out.anonymous.append(volume.name)
-    if not spec.nocopy:
-        _seed(volumes, volume, rootfs, spec.target)
-    out.oci.append(_bind(str(volume.data), spec.target, readonly=spec.readonly, extra=("nosuid", "nodev")))
+    shown = volume.data
+    if idmap is None:
+        if not spec.nocopy:
+            _seed(volumes, volume, rootfs, spec.target, None, None)
+    else:
+        shown = idmap.attach(volume.data, recursive=False, what=f"volume {volume.name}")
+        if not spec.nocopy:
+            _seed(volumes, volume, rootfs, spec.target, shown, idmap.enter)
+    out.oci.append(_bind(str(shown), spec.target, readonly=spec.readonly, extra=("nosuid", "nodev")))
     out.sources[spec.target] = str(volume.data)
     out.inspect.append({"Type": "volume", "Name": volume.name, "Source": str(volume.data),
                         "Destination": spec.target, "Driver": "local", "Mode": "z" if rw else "ro",
                         "RW": rw, "Propagation": ""})
 
 
-def _seed(volumes: VolumeStore, volume: Volume, rootfs: Path, target: str) -> None:
+def _seed(volumes: VolumeStore, volume: Volume, rootfs: Path, target: str, into: Path | None,
+          as_container: Callable[[], None] | None) -> None:
     parts = scoped_resolve(rootfs, target)
     if parts and parts[0] in _KERNEL_TOPS:
         return
-    volumes.seed(volume, Path(rootfs, *parts))
+    volumes.seed(volume, Path(rootfs, *parts), into=into, as_container=as_container)
 
 
 def _host_path(rootfs: Path, sources: dict[str, str | None], parts: list[str]) -> str | None:

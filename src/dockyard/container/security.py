@@ -19,6 +19,13 @@ The image layers are shared, so they are not chowned: each lower layer is
 given to the overlay through an idmapped mount (Linux 5.12+; overlayfs
 takes idmapped layers since 5.19) that shows on-disk id N as block+N. The
 container's own upper layer stores host ids (block+N).
+
+Volumes and bind mounts are idmapped the same way (`IdMapper`): their files
+keep in-container ids on disk, so a volume moves between containers with
+different blocks, or none, and a host directory owned by 1000 is 1000 inside.
+runc 1.1 cannot idmap a mount itself, so each clone is attached under the
+container's directory and runc bind-mounts it from there (a bind of an
+idmapped mount keeps the mapping).
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ from dockyard.runtime.spec import (
     UserNamespace,
 )
 
-__all__ = ["DEFAULT_SECCOMP_PATHS", "USERNS_OWNERS", "USERNS_SIZE", "allocate_userns", "capabilities",
-           "host_devices", "idmapped_layers", "load_seccomp", "seccomp_for", "subordinate_ranges"]
+__all__ = ["DEFAULT_SECCOMP_PATHS", "USERNS_OWNERS", "USERNS_SIZE", "IdMapper", "allocate_userns",
+           "capabilities", "host_devices", "idmapped_layers", "load_seccomp", "seccomp_for",
+           "subordinate_ranges"]
 
 DEFAULT_SECCOMP_PATHS = ("/usr/share/containers/seccomp.json", "/etc/containers/seccomp.json")
 
@@ -247,10 +255,13 @@ def allocate_userns(in_use: Iterable[int], size: int = USERNS_SIZE) -> UserNames
 _CLONE_NEWUSER = 0x10000000
 _AT_FDCWD = -100
 _AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
 _OPEN_TREE_CLONE = 1
 _OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 _MOUNT_ATTR_IDMAP = 0x00100000
-_SYS_OPEN_TREE, _SYS_MOUNT_SETATTR = 428, 442  # the same number on every architecture but alpha
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+# the same numbers on every architecture but alpha
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442
 
 
 libc.syscall.restype = ctypes.c_long
@@ -288,21 +299,73 @@ def _userns_fd(ns: UserNamespace) -> int:
         os.waitpid(pid, 0)
 
 
-def _idmapped(path: Path, userns_fd: int) -> int:
+def _idmapped(path: Path, userns_fd: int, *, recursive: bool = False, what: str = "") -> int:
     """A detached clone of the mount at `path`, shifted by the namespace's mapping."""
     long = ctypes.c_long
+    what = what or str(path)
+    deep = _AT_RECURSIVE if recursive else 0
     fd = libc.syscall(long(_SYS_OPEN_TREE), long(_AT_FDCWD), os.fsencode(path),
-                      long(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC))
+                      long(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | deep))
     if fd < 0:
-        raise InvalidOption(f"--userns=auto: cloning {path}: {os.strerror(ctypes.get_errno())}")
+        raise InvalidOption(f"--userns=auto: cloning {what}: {os.strerror(ctypes.get_errno())}")
     attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-    if libc.syscall(long(_SYS_MOUNT_SETATTR), long(fd), b"", long(_AT_EMPTY_PATH), ctypes.byref(attr),
+    if libc.syscall(long(_SYS_MOUNT_SETATTR), long(fd), b"", long(_AT_EMPTY_PATH | deep), ctypes.byref(attr),
                     long(ctypes.sizeof(attr))):
         err = ctypes.get_errno()
         os.close(fd)
-        raise InvalidOption(f"--userns=auto: idmapped mount of {path}: {os.strerror(err)} "
-                            "(needs Linux 5.12+ and a filesystem that supports it)")
+        raise InvalidOption(f"--userns=auto: idmapped mount of {what}: {os.strerror(err)} "
+                            "(needs Linux 5.12+ and a filesystem that supports idmapped mounts)")
     return int(fd)
+
+
+class IdMapper:
+    """Idmapped clones of volumes and bind sources, attached under `attach_dir`.
+
+    Close it once the clones are attached (they stay); container clean-up
+    takes them down again (mounts.detach_idmapped).
+    """
+
+    def __init__(self, ns: UserNamespace, attach_dir: Path):
+        self.ns = ns
+        self.dir = Path(attach_dir)
+        self._userns: int | None = None
+        self._count = 0
+
+    def attach(self, source: Path, *, recursive: bool = True, what: str = "") -> Path:
+        """Attach an idmapped clone of `source`; returns where it is now."""
+        if self._userns is None:
+            self.dir.mkdir(mode=0o711, exist_ok=True)
+            self._userns = _userns_fd(self.ns)
+        target = self.dir / str(self._count)
+        self._count += 1
+        if Path(source).is_dir():
+            target.mkdir(mode=0o755)
+        else:
+            target.touch(mode=0o644)
+        fd = _idmapped(Path(source), self._userns, recursive=recursive, what=what)
+        try:
+            long = ctypes.c_long
+            if libc.syscall(long(_SYS_MOVE_MOUNT), long(fd), b"", long(_AT_FDCWD), os.fsencode(target),
+                            long(_MOVE_MOUNT_F_EMPTY_PATH)):
+                err = ctypes.get_errno()
+                raise InvalidOption(f"--userns=auto: attaching {what or source}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+        return target
+
+    def enter(self) -> None:
+        """Become the container's root (a `preexec_fn`): files written through
+        the clones then get in-container ids, as the image shows them."""
+        if self._userns is None or libc.setns(self._userns, _CLONE_NEWUSER) != 0:
+            raise OSError(ctypes.get_errno(), "joining the container's user namespace")
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+
+    def close(self) -> None:
+        if self._userns is not None:
+            os.close(self._userns)
+            self._userns = None
 
 
 @contextmanager

@@ -7,7 +7,9 @@
 23 does). A volume is "in use" while any container, running or not, names it.
 
 A fresh (empty) volume is seeded with what the image has at the mount path,
-as Docker does, unless the mount says nocopy.
+as Docker does, unless the mount says nocopy. Files in a volume carry the
+ids the container sees; under --userns=auto the volume is mounted idmapped
+(see security.py), never chowned.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,11 +149,15 @@ class VolumeStore:
             removed.append(volume.name)
         return removed
 
-    def seed(self, volume: Volume, source: Path) -> None:
+    def seed(self, volume: Volume, source: Path, *, into: Path | None = None,
+             as_container: Callable[[], None] | None = None) -> None:
         """Copy `source` (the image's directory at the mount path) into an empty volume.
 
         `source` must already be resolved inside the container's root; `cp -a`
         keeps owners, modes, times, xattrs and never follows the symlinks it copies.
+        Under --userns=auto `into` is the volume's idmapped clone and `as_container`
+        puts cp in the container's user namespace: it then copies the ids the
+        container sees, and they land on disk unshifted.
         """
         if not source.is_dir() or source.is_symlink():
             return
@@ -159,8 +166,9 @@ class VolumeStore:
             fcntl.flock(fd, fcntl.LOCK_EX)  # two containers may share a new volume
             if any(os.scandir(volume.data)):
                 return
-            proc = subprocess.run(["cp", "-a", "--", f"{source}/.", f"{volume.data}/"],
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+            proc = subprocess.run(["cp", "-a", "--", f"{source}/.", f"{into or volume.data}/"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                                  preexec_fn=as_container)
             if proc.returncode != 0:
                 detail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
                 raise VolumeError(f"copying image content into volume {volume.name}: {detail[0]}")
