@@ -11,8 +11,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from dockyard.container import InvalidOption
-
 pytestmark = pytest.mark.root
 
 HTTPD = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
@@ -72,16 +70,13 @@ def test_random_host_port_is_recorded(dy, until):
     assert _get(f"http://127.0.0.1:{binding['HostPort']}/", until).startswith("hello from")
 
 
-def test_port_in_use_is_refused(dy, ctr_run):
+def test_port_in_use_is_refused(dy):
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
         proc = dy("run", "--rm", "-p", f"{port}:80", "busybox", "true")
         assert proc.returncode == 125 and "already allocated" in proc.stderr
-    with pytest.raises(InvalidOption, match="conflicting options"):
-        from dockyard.container import PortSpec
-        ctr_run("true", network="none", publish=[PortSpec(80, "tcp", port)])
 
 
 def _host_address() -> str | None:

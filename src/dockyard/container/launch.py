@@ -99,9 +99,7 @@ def _network_mode(opts: RunOptions) -> str:
     mode = _NETWORK_ALIASES.get(opts.network)
     if mode is None:
         raise InvalidOption(f"network {opts.network} not found: use private, host or none")
-    if (opts.publish or opts.publish_all) and mode == "none":
-        raise InvalidOption("conflicting options: port publishing and the container type network mode")
-    return mode
+    return mode  # with "none", -p/-P are recorded and publish nothing, as in Docker
 
 
 def _exposed(cfg: dict[str, Any], opts: RunOptions) -> list[PortSpec]:
@@ -252,6 +250,8 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
         doc = _document(cid, name, image, opts, argv, entrypoint, cmd, env, user, hostname, mode, ports,
                         mounts.inspect, cdir, lowers)
         doc["Config"]["Image"] = image_name or doc["Config"]["Image"]
+        if mode == "none" and opts.publish:
+            _record_unpublished(doc, opts.publish)
         doc["Dockyard"] = {"network": mode, "stop_signal": signo, "healthcheck": health,
                            "anonymous_volumes": mounts.anonymous, "rm": opts.rm,
                            "tty": opts.tty, "mount_sources": mounts.sources,
@@ -358,6 +358,16 @@ def _document(cid: str, name: str, image: Any, opts: RunOptions, argv: list[str]
         "HostnamePath": str(cdir / "bundle" / "hostname"), "HostsPath": str(cdir / "bundle" / "hosts"),
         "ResolvConfPath": str(cdir / "bundle" / "resolv.conf"), "LogPath": str(cdir / "container.log"),
     }
+
+
+def _record_unpublished(doc: dict[str, Any], ports: list[PortSpec]) -> None:
+    # Docker keeps -p as given in HostConfig, exposes the ports, and binds none of them.
+    bindings: dict[str, list[dict[str, str]]] = {}  # a dict of its own: NetworkSettings.Ports stays empty
+    for port in ports:
+        bindings.setdefault(port.key, []).append({"HostIp": port.host_ip,
+                                                  "HostPort": str(port.host_port or "")})
+    doc["HostConfig"]["PortBindings"] = bindings
+    doc["Config"]["ExposedPorts"] = {**(doc["Config"]["ExposedPorts"] or {}), **{p.key: {} for p in ports}}
 
 
 def release(ctr: Container, runtime: Runtime, slirp: net.Slirp | None = None) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from dockyard.container.errors import InvalidOption
 from dockyard.container.launch import Launch, release, remove, sweep_trash
+from dockyard.container.oom import OomWatch
 from dockyard.container.records import now, try_lock
 from dockyard.runtime.runc import ContainerStartError
 
@@ -32,7 +33,7 @@ __all__ = ["run_foreground", "start_detached"]
 
 
 def _finish(launch: Launch, code: int | None, error: BaseException | None,
-            defer: bool = False) -> None:
+            defer: bool = False, watch: OomWatch | None = None) -> None:
     """Record how the run ended and free (or remove) the container.
 
     `error`: the process never started; the container stays "created", as
@@ -44,7 +45,7 @@ def _finish(launch: Launch, code: int | None, error: BaseException | None,
         ctr.save_state(Status="created", ExitCode=exit_code, Error=str(error), Pid=0)
     else:
         ctr.save_state(Status="exited", ExitCode=code if code is not None else 255, Pid=0,
-                       FinishedAt=now())
+                       FinishedAt=now(), OOMKilled=watch is not None and watch.result())
     release(ctr, launch.runtime, launch.slirp)
     if launch.opts.rm:
         # A detached --rm container may be waited for: keep its exit code a while.
@@ -72,6 +73,7 @@ def run_foreground(launch: Launch, *, stdin: int | None = None, stdout: int | No
     code: int | None = None
     error: BaseException | None = None
     relay = None
+    watch = None
     log = rt.new_log(ctr.id)
     try:
         in_fd = (sys.stdin.fileno() if stdin is None else stdin) if opts.interactive else None
@@ -97,6 +99,7 @@ def run_foreground(launch: Launch, *, stdin: int | None = None, stdout: int | No
         else:
             proc = rt.start_run(ctr.path("bundle"), ctr.id, log, stdin=in_fd, stdout=stdout,
                                 stderr=stderr, pid_file=ctr.path("pid"), new_group=not shares)
+        watch = _oom_watch(launch)
         sweep = _sweep_in_background(launch.store_root)
         try:
             status = wait_forwarding(proc, shares_terminal=shares, meanwhile=sweep)
@@ -116,9 +119,14 @@ def run_foreground(launch: Launch, *, stdin: int | None = None, stdout: int | No
         if relay is not None:
             relay.close(0)
         log.unlink(missing_ok=True)
-        _finish(launch, code, error, defer=True)
+        _finish(launch, code, error, defer=True, watch=watch)
         if lock is not None:
             os.close(lock)
+
+
+def _oom_watch(launch: Launch) -> OomWatch | None:
+    # Only a memory limit makes the OOM killer pick from the container's cgroup.
+    return OomWatch(launch.ctr.path("pid")) if launch.opts.memory else None
 
 
 def _sweep_in_background(store_root: Any) -> Callable[[], None]:
@@ -204,6 +212,7 @@ def _monitor(launch: Launch, status_fd: int) -> None:
     code: int | None = None
     error: ContainerStartError | None = None
     status = [status_fd]  # emptied once the report is sent
+    watch = None
 
     def report(**message: Any) -> None:
         if status:
@@ -231,6 +240,7 @@ def _monitor(launch: Launch, status_fd: int) -> None:
                 threads.append(thread)
         if stdin is not None:
             os.close(stdin)
+        watch = _oom_watch(launch)
         while not pid_file.exists() and proc.poll() is None:
             time.sleep(0.002)
         if proc.poll() is not None and not pid_file.exists():
@@ -268,7 +278,7 @@ def _monitor(launch: Launch, status_fd: int) -> None:
         if stdin_keep is not None:
             os.close(stdin_keep)
         runc_log.unlink(missing_ok=True)
-        _finish(launch, code, error)
+        _finish(launch, code, error, watch=watch)
 
 
 def _read_pid(path: os.PathLike[str]) -> int:
