@@ -103,7 +103,8 @@ def drop_untouched_parents(upper: Path, stubs: list[str], lowers: list[Path]) ->
                 st = os.lstat(here)
                 if not os.path.isdir(here) or os.path.islink(here) or os.listdir(here):
                     break
-                if "trusted.overlay.opaque" in os.listxattr(here, follow_symlinks=False):
+                if {"trusted.overlay.opaque", "user.overlay.opaque"} & set(
+                        os.listxattr(here, follow_symlinks=False)):
                     break
             except OSError:
                 break

@@ -87,11 +87,15 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dockyard")
-@click.option("--root", envvar="DOCKYARD_ROOT", help="Store directory (default /var/lib/dockyard).")
+@click.option("--root", envvar="DOCKYARD_ROOT", help="Store directory (default /var/lib/dockyard, or $XDG_DATA_HOME/dockyard when not root).")
 @click.pass_context
 def cli(ctx, root):
     """Build, run and ship container images without a daemon."""
     ctx.ensure_object(dict)["root"] = root
+    if os.geteuid() != 0 and ctx.invoked_subcommand not in _NO_NAMESPACE and "--help" not in sys.argv:
+        from .. import rootless
+
+        rootless.ensure()   # not root: continue as uid 0 of a user namespace
 
 
 @cli.command()
@@ -359,6 +363,11 @@ def prune(ctx, all_, force, cache_mounts):
     count, freed = api.prune(all_cache=all_, store=store)
     click.echo(f"Deleted {count} blobs; total reclaimed space: {_size(freed)}")
 
+
+# Commands that only read the store's metadata or talk to a registry: no
+# user namespace needed when not root.
+_NO_NAMESPACE = {"images", "inspect", "history", "tag", "login", "logout", "lint", "init",
+                 "manifest"}
 
 # Commands that live in other modules, imported only when used (or listed in
 # --help), so `dockyard build` does not pay for the registry client or `run`.

@@ -326,8 +326,11 @@ def _socket_path(workdir: Path) -> Path:
     path = workdir / "slirp.sock"
     if len(os.fsencode(path)) < 100:
         return path
-    _SOCKET_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return _SOCKET_DIR / f"{workdir.name[:32]}.sock"
+    from dockyard import rootless
+
+    sockets = rootless.runtime_dir() / "slirp" if rootless.active() else _SOCKET_DIR
+    sockets.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return sockets / f"{workdir.name[:32]}.sock"
 
 
 def _free_port(host_ip: str, protocol: str) -> int:

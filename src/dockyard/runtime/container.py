@@ -44,8 +44,13 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_PIDS_LIMIT = 4096
 
 
-def default_run_limits() -> oci.Limits:
-    """The limits a RUN step gets unless the build says otherwise (see the module doc)."""
+def default_run_limits() -> oci.Limits | None:
+    """The limits a RUN step gets unless the build says otherwise (see the module doc).
+    None rootless without a delegated cgroup: runc could not apply them."""
+    from dockyard import rootless
+
+    if rootless.active() and not rootless.cgroups_delegated():
+        return None
     try:
         with open("/proc/sys/kernel/pid_max", encoding="ascii") as fh:
             pid_max = int(fh.read())

@@ -46,7 +46,10 @@ def _safe_in_options(path: str) -> bool:
 def overlay_options(lowers: Sequence[str], upper: str, work: str, extra: str = "") -> str:
     """The option string for the given (already chosen) path spellings."""
     tail = f",{extra}" if extra else ""
-    return f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},{_FIXED_OPTIONS}{tail}"
+    fixed = _FIXED_OPTIONS
+    if "userxattr" in extra:  # redirect_dir=off may mean "follow", which userxattr refuses
+        fixed = fixed.replace("redirect_dir=off", "redirect_dir=nofollow")
+    return f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},{fixed}{tail}"
 
 
 def _empty_lower(work: Path) -> Path:
@@ -74,7 +77,7 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path,
     """
     layers = [Path(p) for p in lowers] or [_empty_lower(Path(work))]
     names = [str(p) for p in layers]
-    extra = "volatile" if volatile else ""
+    extra = ",".join(o for o in (_userns_options(), "volatile" if volatile else "") if o)
     data = overlay_options(names, str(upper), str(work), extra)
     with ExitStack() as stack:
         if len(data) > _PAGE_LIMIT or not all(_safe_in_options(n) for n in [*names, str(upper), str(work)]):
@@ -97,6 +100,21 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path,
             rc = libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, data.encode())
         if rc != 0:
             raise _oserror("mounting overlay on", Path(target))
+
+
+def _userns_options() -> str:
+    # In a user namespace (rootless) overlayfs may not use trusted.* xattrs:
+    # userxattr keeps opaque marks in user.overlay.* instead. Whiteouts stay
+    # 0/0 character devices, which the kernel lets a user namespace create.
+    from dockyard.rootless import in_user_namespace
+
+    global _USERXATTR
+    if _USERXATTR is None:
+        _USERXATTR = "userxattr" if in_user_namespace() else ""
+    return _USERXATTR
+
+
+_USERXATTR: str | None = None
 
 
 def unmount(target: Path) -> None:

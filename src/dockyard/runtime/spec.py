@@ -343,6 +343,13 @@ def make_spec(
             rule.update(type=kind, major=major, minor=minor)
         rules.append(rule)
 
+    if limits is not None and limits != Limits():
+        from dockyard import rootless
+
+        if rootless.active() and not rootless.cgroups_delegated():
+            raise ContainerRuntimeError(
+                "resource limits need a cgroup: rootless, that is cgroup v2 with a cgroup "
+                "delegated to the user (systemd's Delegate=yes); this host has none")
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "maskedPaths": list(masked_paths),
@@ -363,13 +370,24 @@ def make_spec(
         "process": process,
         "root": {"path": str(rootfs), "readonly": readonly_rootfs},
         "hostname": hostname,
-        "mounts": [_kernel_mount(m, privileged, host_sysfs=userns is not None and network != "none")
+        "mounts": [_kernel_mount(m, privileged, host_sysfs=_host_sysfs(userns, network))
                    for m in _KERNEL_MOUNTS] + [dict(m) for m in mounts],
         "linux": linux,
     }
     if annotations:
         spec["annotations"] = dict(annotations)
     return spec
+
+
+def _host_sysfs(userns: UserNamespace | None, network: str) -> bool:
+    """sysfs can be mounted only by the user namespace owning the network
+    namespace: not in the container's own userns joining another netns, nor
+    rootless (dockyard's userns) on the host's network."""
+    if userns is not None:
+        return network != "none"
+    from dockyard.rootless import in_user_namespace
+
+    return network == "host" and in_user_namespace()
 
 
 def _kernel_mount(mount: Mapping[str, Any], privileged: bool, host_sysfs: bool = False) -> dict[str, Any]:

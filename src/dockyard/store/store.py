@@ -40,7 +40,9 @@ def default_root() -> Path:
     env = os.environ.get("DOCKYARD_ROOT")
     if env:
         return Path(env)
-    if os.geteuid() == 0:
+    from .. import rootless
+
+    if os.geteuid() == 0 and not rootless.active():
         return Path("/var/lib/dockyard")
     xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(xdg) / "dockyard"
