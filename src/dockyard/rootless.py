@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import DockyardError
 
-__all__ = ["Mapping", "RootlessError", "active", "cgroups_delegated", "ensure", "in_user_namespace", "mapping",
+__all__ = ["Mapping", "RootlessError", "active", "cgroups_delegated", "ensure", "id_mapped", "in_user_namespace", "mapping",
            "runtime_dir", "subordinate_ids"]
 
 _CLONE_NEWNS = 0x00020000
@@ -75,6 +75,16 @@ def in_user_namespace() -> bool:
     except OSError:
         return False
     return [line.split() for line in lines if line.strip()] != [_IDENTITY]
+
+
+def id_mapped(kind: str, inside: int) -> bool:
+    """True when uid/gid `inside` exists in this process's user namespace."""
+    try:
+        with open(f"/proc/self/{kind}_map", encoding="ascii") as fh:
+            rows = [list(map(int, line.split())) for line in fh if line.strip()]
+    except OSError:
+        return True
+    return any(first <= inside < first + count for first, _, count in rows)
 
 
 def active() -> bool:
@@ -184,6 +194,9 @@ def _join(pidfile: Path) -> bool:
                 return False
         if os.stat(f"/proc/{pid}").st_uid != os.getuid():
             return False
+        if not _same_maps(pid, mapping()):
+            os.kill(pid, 9)     # /etc/subuid changed: that namespace is stale
+            return False
         fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in ("user", "mnt")]
     except (OSError, ValueError):
         return False
@@ -197,6 +210,19 @@ def _join(pidfile: Path) -> bool:
         for fd in fds:
             os.close(fd)
     return True
+
+
+def _same_maps(pid: int, m: Mapping) -> bool:
+    def table(name: str) -> list[list[int]]:
+        with open(f"/proc/{pid}/{name}", encoding="ascii") as fh:
+            return [list(map(int, line.split())) for line in fh if line.strip()]
+
+    def wanted(own: int, ranges: tuple[tuple[int, int], ...]) -> list[list[int]]:
+        flat = m.lines(own, ranges if m.full else ())
+        return [flat[i:i + 3] for i in range(0, len(flat), 3)]
+
+    return (table("uid_map") == wanted(m.uid, m.subuids)
+            and table("gid_map") == wanted(m.gid, m.subgids))
 
 
 def _create(pidfile: Path) -> None:

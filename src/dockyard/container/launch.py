@@ -125,6 +125,12 @@ def _userns(opts: RunOptions) -> bool:
         raise InvalidOption(f"--userns={opts.userns}: dockyard supports host and auto")
     if opts.userns == "auto" and opts.privileged:
         raise InvalidOption("--privileged and --userns=auto cannot be combined")
+    if opts.userns == "auto":
+        from dockyard import rootless
+
+        if rootless.active():
+            raise InvalidOption("--userns=auto needs root: rootless, every container already "
+                                "runs in the user's namespace of subordinate ids")
     return opts.userns == "auto"
 
 

@@ -390,6 +390,12 @@ def _host_sysfs(userns: UserNamespace | None, network: str) -> bool:
     return network == "host" and in_user_namespace()
 
 
+def _tty_group_mapped() -> bool:
+    from dockyard.rootless import id_mapped
+
+    return id_mapped("gid", 5)
+
+
 def _kernel_mount(mount: Mapping[str, Any], privileged: bool, host_sysfs: bool = False) -> dict[str, Any]:
     options = list(mount["options"])
     if host_sysfs and mount["type"] == "sysfs":
@@ -397,6 +403,8 @@ def _kernel_mount(mount: Mapping[str, Any], privileged: bool, host_sysfs: bool =
         # namespace; in a joined one, bind the host's, read-only (as Podman).
         return {"destination": "/sys", "type": "bind", "source": "/sys",
                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    if mount["type"] == "devpts" and not _tty_group_mapped():
+        options.remove("gid=5")     # rootless without subordinate ids: gid 5 does not exist
     if privileged and mount["type"] in ("sysfs", "cgroup"):
         options = [o for o in options if o != "ro"]  # as Docker: writable for --privileged
     return {**mount, "options": options}

@@ -1,0 +1,157 @@
+"""dockyard as an unprivileged user: load, build with RUN, save, run, rmi.
+
+The user has 65536 subordinate ids: image uid 0 is the user, uids 1..65536
+are its range. Everything the store holds must be owned by those ids, never
+by the real root, and the image a rootless build makes must be the one a
+root build of the same Dockerfile makes, digest for digest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard import api
+from dockyard.store import Store
+
+pytestmark = pytest.mark.root
+
+DOCKERFILE = """\
+FROM busybox:latest
+RUN mkdir -p /data /home/bob && echo one > /data/a && chown 1000:1000 /data/a \\
+ && echo 'bob:x:2000:2000::/home/bob:/bin/sh' >> /etc/passwd \\
+ && echo 'bob:x:2000:' >> /etc/group && chown bob:bob /home/bob \\
+ && touch /top && chown 65535:65535 /top && rm /bin/true
+RUN rm -rf /data && mkdir /data && echo two > /data/b
+USER bob
+"""
+
+
+@pytest.fixture(scope="module")
+def project(user, busybox_tar, tmp_path_factory):
+    """A context in the user's home and busybox:latest saved once (the same
+    base image, byte for byte, for the root store and the user's)."""
+    root_store = Store(tmp_path_factory.mktemp("rootstore") / "store")
+    api.import_image(busybox_tar, "busybox:latest", store=root_store)
+    base = user.home / "base.tar"
+    api.save(["busybox:latest"], str(base), store=root_store)
+    os.chmod(base, 0o644)
+    ctx = user.home / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    for p in (ctx, ctx / "Dockerfile"):
+        os.chown(p, user.uid, user.gid)
+    user.run("load", "-i", str(base))
+    return root_store, ctx
+
+
+def _layer_owners(archive: Path) -> dict[str, tuple[int, int]]:
+    owners = {}
+    with tarfile.open(archive) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))
+        for name in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                for m in layer:
+                    owners[m.name] = (m.uid, m.gid)
+    return owners
+
+
+def test_build_keeps_in_image_owners_and_whiteouts(user, project):
+    _, ctx = project
+    user.run("build", "-q", "-t", "owned:1", str(ctx))
+    out = user.home / "owned.tar"
+    user.run("save", "-o", str(out), "owned:1")
+    owners = _layer_owners(out)
+    assert owners["data/a"] == (1000, 1000)
+    assert owners["home/bob"] == (2000, 2000)
+    assert owners["top"] == (65535, 65535)
+    assert "bin/.wh.true" in owners                # a deletion in the first RUN
+    assert "data/.wh..wh..opq" in owners           # a directory replaced in the second
+    assert owners["data/b"] == (0, 0)
+    inside = user.run("run", "--rm", "owned:1", "sh", "-c", "id -u; stat -c %u:%g /data/b /home/bob")
+    assert inside.stdout.split() == ["2000", "0:0", "2000:2000"]
+
+
+def test_store_is_owned_by_the_user_and_its_subordinate_ids(user, project):
+    user.run("build", "-q", "-t", "owned:1", str(project[1]))
+    start, count = user.subids
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(user.store):
+        for name in dirnames + filenames:
+            seen.add(os.lstat(os.path.join(dirpath, name)).st_uid)
+    allowed = {user.uid, *range(start, start + count)}
+    assert seen and seen <= allowed, seen - allowed
+    assert user.uid in seen and start + 1000 - 1 in seen   # image uid 1000 -> start + 999
+    assert 0 not in seen
+
+
+def test_rootless_build_gives_the_root_build_digest(user, project):
+    root_store, ctx = project
+    args = ["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--rewrite-timestamp"]
+    image = api.build(str(ctx), tags=["same:1"], store=root_store, network="host",
+                      build_args={"SOURCE_DATE_EPOCH": "1700000000"}, rewrite_timestamp=True,
+                      no_cache=True)
+    rootless_id = user.run("build", "-q", "--no-cache", *args, "-t", "same:1", str(ctx)).stdout.strip()
+    assert rootless_id == image.id
+    mine = json.loads(user.run("inspect", "same:1").stdout)[0]
+    assert mine["RootFS"]["Layers"] == image.diff_ids
+
+
+def test_run_is_root_inside_and_the_user_outside(user, project):
+    assert user.run("run", "--rm", "busybox", "id", "-u").stdout.strip() == "0"
+    cid = user.run("run", "-d", "busybox", "sleep", "31337").stdout.strip()
+    try:
+        deadline = time.monotonic() + 10
+        pids: list[int] = []
+        while not pids and time.monotonic() < deadline:
+            ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+            pids = [int(line.split()[0]) for line in ps.splitlines() if line.split()[1:] == ["sleep", "31337"]]
+            time.sleep(0.1)
+        assert pids, "the container's process never showed up"
+        for pid in pids:
+            assert os.stat(f"/proc/{pid}").st_uid == user.uid
+        assert user.run("exec", cid, "id", "-u").stdout.strip() == "0"
+    finally:
+        user.run("rm", "-f", cid, check=False)
+
+
+def test_images_and_rmi(user, project):
+    user.run("tag", "busybox:latest", "gone:1")
+    assert "gone" in user.run("images").stdout
+    user.run("rmi", "gone:1")
+    assert "gone" not in user.run("images").stdout
+
+
+def test_limits_and_userns_auto_are_clear_errors(user, project):
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        pytest.skip("cgroup v2 host: limits may be delegated")
+    proc = user.run("run", "--rm", "--memory", "64m", "busybox", "true", check=False)
+    assert proc.returncode == 125
+    assert proc.stderr.count("\n") == 1 and "delegated" in proc.stderr
+    proc = user.run("run", "--rm", "--userns=auto", "busybox", "true", check=False)
+    assert proc.returncode != 0 and "--userns=auto needs root" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_without_subordinate_ids_only_root_owned_files_work(make_user, busybox_tar):
+    lone = make_user("dockyard-rl1", subids=False)
+    tar = lone.home / "busybox.tar"
+    tar.write_bytes(busybox_tar.read_bytes())
+    os.chown(tar, lone.uid, lone.gid)
+    first = lone.run("import", str(tar), "lone:1")
+    assert "no subordinate ids" in first.stderr     # said once, when the namespace is made
+    assert lone.run("run", "--rm", "lone:1", "id", "-u").stdout.strip() == "0"
+    ctx = lone.home / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM lone:1\nRUN touch /f && chown 1000 /f\n")
+    os.chown(ctx, lone.uid, lone.gid)
+    proc = lone.run("build", "-q", str(ctx), check=False)
+    assert proc.returncode == 1
+    assert "chown 1000 /f" in proc.stderr and "exit code: 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
