@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -155,3 +157,67 @@ def test_without_subordinate_ids_only_root_owned_files_work(make_user, busybox_t
     assert proc.returncode == 1
     assert "chown 1000 /f" in proc.stderr and "exit code: 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry is not installed")
+    root = tmp_path_factory.mktemp("rl-registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (root / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("docker-registry did not start")
+            time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_push_and_pull(user, project, registry):
+    user.run("build", "-q", "-t", "owned:1", str(project[1]))
+    ref = f"{registry}/rootless/owned:1"
+    user.run("tag", "owned:1", ref)
+    user.run("push", ref)
+    user.run("rmi", ref, "owned:1")
+    user.run("prune", "-a", "-f")
+    user.run("pull", ref)
+    out = user.run("run", "--rm", ref, "stat", "-c", "%u:%g", "/data/b", "/home/bob", "/top")
+    assert out.stdout.split() == ["0:0", "2000:2000", "65535:65535"]
+
+
+def test_read_only_commands_make_no_namespace(make_user):
+    fresh = make_user("dockyard-rl2")
+    assert "REPOSITORY" in fresh.run("images").stdout
+    fresh.run("build", "--help")
+    assert not (fresh.runtime_dir() / "pause.pid").exists()
+    fresh.run("rmi", "-f", "nothing:here", check=False)
+    assert (fresh.runtime_dir() / "pause.pid").exists()
+
+
+def test_python_api_enters_with_ensure(user, project):
+    script = ("from dockyard import api, rootless\n"
+              "rootless.ensure()\n"
+              "import os\n"
+              "print(os.geteuid(), rootless.active(), api.images()[0].tags)\n")
+    cmd = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "env", "-i",
+           *(f"{k}={v}" for k, v in user.env().items()), "/usr/bin/python3", "-c", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=user.home)
+    assert out.returncode == 0, out.stderr
+    euid, active, _ = out.stdout.split(" ", 2)
+    assert (euid, active) == ("0", "True")
