@@ -201,6 +201,7 @@ def _join(pidfile: Path) -> bool:
     except (OSError, ValueError):
         return False
     libc = _libc()
+    cwd = os.getcwd()       # entering a mount namespace moves us to its root
     try:
         for fd, kind in zip(fds, (_CLONE_NEWUSER, _CLONE_NEWNS)):
             if libc.setns(fd, kind) != 0:
@@ -209,6 +210,7 @@ def _join(pidfile: Path) -> bool:
     finally:
         for fd in fds:
             os.close(fd)
+    os.chdir(cwd)
     return True
 
 

@@ -80,6 +80,14 @@ def test_build_keeps_in_image_owners_and_whiteouts(user, project):
     assert inside.stdout.split() == ["2000", "0:0", "2000:2000"]
 
 
+def test_relative_paths_stay_relative_to_where_the_command_runs(user, project):
+    user.run("images")
+    user.run("rmi", "-f", "nothing:here", check=False)   # the namespace exists: later commands join it
+    assert user.run("build", "-q", "ctx").stdout.startswith("sha256:")
+    user.run("save", "-o", "rel.tar", "busybox:latest")
+    assert (user.home / "rel.tar").stat().st_uid == user.uid
+
+
 def test_store_is_owned_by_the_user_and_its_subordinate_ids(user, project):
     user.run("build", "-q", "-t", "owned:1", str(project[1]))
     start, count = user.subids
