@@ -61,6 +61,15 @@ def apply_layer(stream: BinaryIO, root: Path) -> None:
         reader.close()
 
 
+def _reason(exc: OSError, m: tarfile.TarInfo) -> str:
+    from dockyard import rootless
+
+    if exc.errno == errno.EINVAL and rootless.active():   # chown to an id the namespace lacks
+        return (f"owner {m.uid}:{m.gid} does not exist in this user namespace (rootless: give "
+                "the user subordinate ids in /etc/subuid and /etc/subgid)")
+    return exc.strerror or str(exc)
+
+
 class _Applier:
     def __init__(self, root: Root):
         self.root = root
@@ -118,7 +127,7 @@ class _Applier:
                 else:
                     self.device(m, pfd, base)
         except OSError as exc:
-            raise LayerError(f"cannot create {'/'.join(path)}: {exc.strerror}") from None
+            raise LayerError(f"cannot create {'/'.join(path)}: {_reason(exc, m)}") from None
         self.written.add(path)
 
     # -- whiteouts ---------------------------------------------------------
