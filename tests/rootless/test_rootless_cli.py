@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,20 @@ def test_python_api_enters_with_ensure(user, project):
     assert out.returncode == 0, out.stderr
     euid, active, _ = out.stdout.split(" ", 2)
     assert (euid, active) == ("0", "True")
+
+
+def test_parallel_first_commands_share_one_namespace(make_user):
+    fresh = make_user("dockyard-rl3")
+    with ThreadPoolExecutor(3) as pool:
+        for proc in pool.map(lambda _: fresh.run("rmi", "-f", "nothing:here", check=False), range(3)):
+            assert "Traceback" not in proc.stderr
+    keepers = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and p.stat().st_uid == fresh.uid and \
+                    b"dockyard-rootless-pause" in (p / "cmdline").read_bytes():
+                keepers.append(p)
+        except OSError:
+            pass    # a process that ended meanwhile
+    assert len(keepers) == 1
+    assert int((fresh.runtime_dir() / "pause.pid").read_text()) == int(keepers[0].name)
