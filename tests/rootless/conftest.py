@@ -8,6 +8,8 @@ test runner's own interpreter may live where the user cannot reach.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -79,26 +81,33 @@ def _free_start(count: int) -> int:
     return max([1_700_000_000, *used])
 
 
+@contextlib.contextmanager
+def _subid_lock():
+    # Test runs in other checkouts add and drop lines of their own meanwhile.
+    with open("/tmp/dockyard-tests-subid.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def _make_user(name: str, subids: bool) -> User:
-    if subprocess.run(["id", name], capture_output=True).returncode == 0:
-        subprocess.run(["userdel", "-f", name], capture_output=True)
     home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
     subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-U", name], check=True,
                    capture_output=True)
-    for path in ("/etc/subuid", "/etc/subgid"):
-        Path(path).touch()
-        _drop_lines(path, name)   # useradd may have added a range of its own
     pw = pwd.getpwnam(name)
     _stop_pause(Path(f"/tmp/dockyard-{pw.pw_uid}"))   # left by an earlier user with this uid
     os.chown(home, pw.pw_uid, pw.pw_gid)
     os.chmod(home, 0o755)
     rng = None
-    if subids:
-        start = _free_start(SUBID_COUNT)
+    with _subid_lock():
         for path in ("/etc/subuid", "/etc/subgid"):
-            with open(path, "a") as fh:
-                fh.write(f"{name}:{start}:{SUBID_COUNT}\n")
-        rng = (start, SUBID_COUNT)
+            Path(path).touch()
+            _drop_lines(path, name)   # useradd may have added a range of its own
+        if subids:
+            start = _free_start(SUBID_COUNT)
+            for path in ("/etc/subuid", "/etc/subgid"):
+                with open(path, "a") as fh:
+                    fh.write(f"{name}:{start}:{SUBID_COUNT}\n")
+            rng = (start, SUBID_COUNT)
     return User(name, pw.pw_uid, pw.pw_gid, home, rng)
 
 
@@ -115,8 +124,9 @@ def _stop_pause(rundir: Path) -> None:
 
 def _remove_user(user: User) -> None:
     _stop_pause(user.runtime_dir())
-    for path in ("/etc/subuid", "/etc/subgid"):
-        _drop_lines(path, user.name)
+    with _subid_lock():
+        for path in ("/etc/subuid", "/etc/subgid"):
+            _drop_lines(path, user.name)
     subprocess.run(["userdel", "-f", user.name], capture_output=True)
     shutil.rmtree(user.home, ignore_errors=True)
 
@@ -144,7 +154,8 @@ def make_user():
     made: list[User] = []
 
     def make(name: str, subids: bool = True) -> User:
-        user = _make_user(name, subids)
+        # One name per test run: runs in other checkouts may use the same fixture at once.
+        user = _make_user(f"{name}-{os.getpid()}", subids)
         made.append(user)
         probe = user.run("--version", check=False)
         if probe.returncode != 0:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tarfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -261,3 +262,24 @@ def test_parallel_first_commands_share_one_namespace(make_user):
             pass    # a process that ended meanwhile
     assert len(keepers) == 1
     assert int((fresh.runtime_dir() / "pause.pid").read_text()) == int(keepers[0].name)
+
+
+def test_published_port_reaches_a_rootless_container(user, project):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cid = user.run("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox",
+                   "httpd", "-f", "-p", "80", "-h", "/etc").stdout.strip()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2) as resp:
+                    assert b"root:x:0:0" in resp.read()
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        user.run("rm", "-f", cid, check=False)
