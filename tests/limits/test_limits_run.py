@@ -163,7 +163,8 @@ def test_cli_bad_values_exit_125(store, base_image, args, message):
 
 
 @pytest.mark.skipif(not V2, reason="this host's /sys/fs/cgroup is not cgroup2 (legacy or hybrid: "
-                                   "runc uses the v1 controllers, covered above)")
+                                   "runc uses the v1 controllers, covered above; "
+                                   "tests/vm covers cgroup2 in a VM)")
 def test_v2_unified_limits(store, base_image):
     got = read_limits(store, base_image, memory=64 << 20, cpus=0.5, pids_limit=50)
     assert (got["memory"], got["quota"], got["pids"]) == (str(64 << 20), "50000 100000", "50")

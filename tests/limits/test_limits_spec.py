@@ -133,3 +133,17 @@ def test_swap_accounting_probe_on_this_host():
 
     assert isinstance(_swap_accounting(cgroup_version()), bool)
     assert Path("/sys/fs/cgroup").exists()
+
+
+def test_cgroup_namespace_on_cgroup2_only(monkeypatch, tmp_path):
+    # Docker's default: a private cgroup namespace on cgroup2 (the container's
+    # /sys/fs/cgroup shows its own limits), the host's on v1.
+    from dockyard.runtime import spec
+
+    def kinds() -> list[str]:
+        return [n["type"] for n in make_spec(rootfs=tmp_path, args=["true"])["linux"]["namespaces"]]
+
+    monkeypatch.setattr(spec, "cgroup_version", lambda: 2)
+    assert "cgroup" in kinds()
+    monkeypatch.setattr(spec, "cgroup_version", lambda: 1)
+    assert "cgroup" not in kinds()

@@ -11,7 +11,9 @@ fails the whole run, so every capability list is cut down to the host's.
 Resource limits (`Limits`) become `linux.resources`: the v1 fields (memory
 limit and memory+swap, CFS quota and period, pids) where runc drives the v1
 controllers (legacy and hybrid hosts), `linux.resources.unified` keys where
-/sys/fs/cgroup is cgroup2. A user namespace (`UserNamespace`) maps the
+/sys/fs/cgroup is cgroup2; there the container also gets its own cgroup
+namespace, as Docker's default, so its /sys/fs/cgroup shows its own limits
+(tests/vm proves this on a cgroup2-only kernel). A user namespace (`UserNamespace`) maps the
 container's ids 0..size-1 onto a range of subordinate host ids.
 """
 
@@ -335,6 +337,10 @@ def make_spec(
         namespaces.append({"type": "network", "path": network})
     if userns is not None:
         namespaces.append({"type": "user"})
+    if cgroup_version() == 2:
+        # Docker's default on cgroup2 (--cgroupns private): the container's
+        # /sys/fs/cgroup is its own cgroup, with its limits in memory.max etc.
+        namespaces.append({"type": "cgroup"})
 
     rules: list[dict[str, Any]] = []
     for allow, kind, major, minor in ((True, None, None, None),) if privileged else _DEVICE_RULES:
