@@ -124,7 +124,7 @@ def pids():
 @scenario
 def cpus():
     got = run("sh", "-c", show("cpu.max"), cpus=0.5)
-    busy = run("sh", "-c", "timeout 2 sh -c 'while :; do :; done'; cat /sys/fs/cgroup/cpu.stat", cpus=0.2)
+    busy = run("sh", "-c", "timeout 1 sh -c 'while :; do :; done'; cat /sys/fs/cgroup/cpu.stat", cpus=0.2)
     return {"files": parse(got["out"]), "stat": dict(line.split() for line in busy["out"].splitlines()),
             "busy": busy}
 

@@ -30,12 +30,12 @@ MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def guest() -> dict:
+def guest(tmp_path_factory) -> dict:
     try:
         check_host()
     except VMUnavailable as exc:
         pytest.skip(f"no VM: {exc}")
-    return results(run_python(GUEST, timeout=600))
+    return results(run_python(GUEST, timeout=600, workdir=tmp_path_factory.mktemp("vm")))
 
 
 def seen(guest: dict, name: str) -> dict:
