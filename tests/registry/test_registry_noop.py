@@ -10,6 +10,7 @@ from dockyard.reference import Reference
 from dockyard.registry import inspect_manifest, login, pull, push
 from dockyard.registry import progress as ev
 from dockyard.registry.http_transport import HttpTransport
+from dockyard.registry.records import known_scheme, remember_scheme
 from dockyard.registry.transport import Request, Response
 
 USER, PASSWORD = "alice", "wonderland"  # the token registry's user (conftest)
@@ -22,8 +23,10 @@ class Recording:
     def __init__(self, options):
         self.inner = HttpTransport(options.tls_for)
         self.seen: list[tuple[str, str]] = []
+        self.schemes: list[str] = []  # of every try, answered or not
 
     def handle(self, request: Request) -> Response:
+        self.schemes.append(urlsplit(request.url).scheme)
         response = self.inner.handle(request)
         self.seen.append((request.method, urlsplit(request.url).path))
         return response
@@ -137,3 +140,30 @@ def test_noop_push_and_pull_authenticate_with_tokens(token_registry, store, base
     assert recording.seen[-1] == ("HEAD", f"/v2/{unique}/manifests/1")
     assert {m for m, _ in recording.seen} <= {"HEAD", "GET"}
     recording.close()
+
+
+def test_a_plain_http_registry_is_tried_on_http_first_next_time(plain_registry, store, base_image,
+                                                                options, unique):
+    name = f"{plain_registry.host}/{unique}:1"
+    store.tag(base_image.id, str(Reference.parse(name)))
+    first = Recording(options)
+    push(store, name, options=options, transport=first)
+    assert first.schemes[:2] == ["https", "http"]  # as Docker: TLS first on an insecure registry
+    assert known_scheme(store, plain_registry.host) == "http"
+
+    again = Recording(options)
+    push(store, name, options=options, transport=again)
+    assert again.schemes == ["http"]
+    first.close()
+    again.close()
+
+
+def test_a_registry_that_moved_to_tls_is_found_again(tls_registry, store, base_image, fresh_store,
+                                                     options, unique):
+    name = f"{tls_registry.host}/{unique}:1"
+    store.tag(base_image.id, str(Reference.parse(name)))
+    remember_scheme(store, tls_registry.host, "http")
+    push(store, name, options=options)  # insecure (loopback): TLS without verification
+    assert known_scheme(store, tls_registry.host) == "https"
+    remember_scheme(fresh_store, tls_registry.host, "http")
+    assert pull(fresh_store, name, options=options).id == base_image.id

@@ -84,9 +84,16 @@ class Registry:
         self.auth = Authenticator(host, credential or (lambda: None), tokens, USER_AGENT)
         self._base: str | None = None
         self._lock = threading.Lock()
+        # an allowed scheme to try first (the one that answered last time)
+        self.preferred_scheme: str | None = None
 
     def repository(self, path: str, *, push: bool = False) -> Repository:
         return Repository(self, path, push=push)
+
+    @property
+    def scheme(self) -> str | None:
+        """The scheme the registry answered on, once it has."""
+        return self._base.split("://", 1)[0] if self._base else None
 
     @property
     def base_url(self) -> str:
@@ -106,6 +113,9 @@ class Registry:
         401 teaches the auth flow its challenge."""
         failure: TransportError | None = None
         schemes = self.options.schemes(self.host)
+        hint = self.preferred_scheme if self.preferred_scheme in schemes else None
+        if hint:
+            schemes = (hint, *(s for s in schemes if s != hint))
         for scheme in schemes:
             attempt = Request(request.method, f"{scheme}://{self.host}{request.url}", request.headers,
                               request.body, request.retry)
@@ -115,6 +125,10 @@ class Registry:
                 response = transport.handle(attempt)
             except TransportError as e:
                 failure = e
+                continue
+            if scheme == hint and scheme != schemes[-1] and response.status == 400:
+                # plain HTTP to what now speaks TLS: servers answer 400; go the usual way
+                response.close()
                 continue
             if response.status == 401:
                 response.read(1 << 16)

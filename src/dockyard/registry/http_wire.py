@@ -39,7 +39,8 @@ class Connection:
 
     def __init__(self, host: str, port: int, *, timeout: float, tls=None, server_name: str = "",
                  tunnel: tuple[str, dict[str, str]] | None = None):
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # an ASCII name as bytes: a str would import the idna codec on every start
+        sock = socket.create_connection((host.encode() if host.isascii() else host, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tunnel is not None:

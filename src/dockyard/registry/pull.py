@@ -40,7 +40,7 @@ from dockyard.registry.records import (
     remember_blobs,
     remember_manifest,
 )
-from dockyard.registry.remote import open_repository
+from dockyard.registry.remote import open_repository, scheme_memory
 from dockyard.registry.transport import Transport
 from dockyard.store import Image, Store
 
@@ -59,7 +59,7 @@ def pull(store: Store, name: str, *, platform: str | None = None, progress: ev.L
     ref = Reference.parse(name)
     repo = open_repository(ref, options or load_options(), transport=transport)
     try:
-        with store.lock():
+        with store.lock(), scheme_memory(store, repo.registry):
             return _Puller(store, ref, repo, ev.locked(progress), platform).run()
     finally:
         repo.registry.close()

@@ -46,7 +46,7 @@ from dockyard.registry.records import (
     remember_blobs,
     remember_manifest,
 )
-from dockyard.registry.remote import open_repository
+from dockyard.registry.remote import open_repository, scheme_memory
 from dockyard.registry.transport import Transport
 from dockyard.store import Image, Store
 
@@ -75,7 +75,7 @@ def push(store: Store, name: str, *, progress: ev.Listener | None = None,
             raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") from None
     repo = open_repository(ref, options or load_options(), push=True, transport=transport)
     try:
-        with store.lock():
+        with store.lock(), scheme_memory(store, repo.registry):
             pusher = _Pusher(store, ref, repo, ev.locked(progress))
             return pusher.run(images, store.index(index_digest) if index_digest else None)
     finally:

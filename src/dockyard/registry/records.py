@@ -8,6 +8,9 @@ there. Push uses it to HEAD or mount instead of compressing again.
 ``registry_manifests``: image ``image_id`` is ``digest`` in
 ``registry``/``repository`` (Docker's RepoDigests).
 
+``registry_schemes``: the scheme an insecure registry answered on last
+time, tried first next time (a plain-HTTP one then costs no TLS attempt).
+
 Only the thread that owns the pull or push touches these (one connection).
 """
 
@@ -18,8 +21,8 @@ from dataclasses import dataclass
 
 from dockyard.store import Store
 
-__all__ = ["BlobSource", "ensure_tables", "forget_blob", "has_manifest", "known_digests", "known_sources",
-           "manifests_of", "remember_blobs", "remember_manifest", "repo_digests"]
+__all__ = ["BlobSource", "ensure_tables", "forget_blob", "has_manifest", "known_digests", "known_scheme",
+           "known_sources", "manifests_of", "remember_blobs", "remember_manifest", "remember_scheme", "repo_digests"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS registry_blobs (
@@ -42,6 +45,10 @@ CREATE TABLE IF NOT EXISTS registry_manifests (
     PRIMARY KEY (registry, repository, digest)
 );
 CREATE INDEX IF NOT EXISTS registry_manifests_image ON registry_manifests(image_id);
+CREATE TABLE IF NOT EXISTS registry_schemes (
+    host TEXT PRIMARY KEY,
+    scheme TEXT NOT NULL
+);
 """
 
 
@@ -122,6 +129,17 @@ def manifests_of(store: Store, registry: str, repository: str, image_id: str) ->
         "SELECT digest FROM registry_manifests WHERE registry=? AND repository=? AND image_id=?",
         (registry, repository, image_id)).fetchall()
     return {r[0] for r in rows}
+
+
+def known_scheme(store: Store, host: str) -> str | None:
+    ensure_tables(store)
+    row = store.db.execute("SELECT scheme FROM registry_schemes WHERE host=?", (host,)).fetchone()
+    return row[0] if row else None
+
+
+def remember_scheme(store: Store, host: str, scheme: str) -> None:
+    ensure_tables(store)
+    store.db.execute("INSERT OR REPLACE INTO registry_schemes(host, scheme) VALUES (?,?)", (host, scheme))
 
 
 def repo_digests(store: Store, image_id: str) -> list[str]:

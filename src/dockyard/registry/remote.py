@@ -3,6 +3,9 @@ one place a reference becomes a ``Repository`` with credentials."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from dockyard.reference import DOCKER_HUB_REGISTRY, Reference
 from dockyard.registry.auth import Credential, TokenCache
 from dockyard.registry.client import Registry, Repository
@@ -14,9 +17,11 @@ from dockyard.registry.errors import (
     error_detail,
 )
 from dockyard.registry.options import RegistryOptions, load_options
+from dockyard.registry.records import known_scheme, remember_scheme
 from dockyard.registry.transport import Transport
+from dockyard.store import Store
 
-__all__ = ["inspect_manifest", "login", "logout", "open_repository"]
+__all__ = ["inspect_manifest", "login", "logout", "open_repository", "scheme_memory"]
 
 
 def open_repository(ref: Reference, options: RegistryOptions | None = None, *, push: bool = False,
@@ -31,6 +36,22 @@ def open_repository(ref: Reference, options: RegistryOptions | None = None, *, p
 
     registry = Registry(ref.registry_host, options=options, transport=transport, credential=credential)
     return registry.repository(ref.path, push=push)
+
+
+@contextmanager
+def scheme_memory(store: Store, registry: Registry) -> Iterator[None]:
+    """For a registry reachable on more than one scheme (an insecure one), try
+    first the scheme it answered on last time, and note the one it answers on."""
+    if len(registry.options.schemes(registry.host)) < 2:
+        yield
+        return
+    known = known_scheme(store, registry.host)
+    registry.preferred_scheme = known
+    try:
+        yield
+    finally:
+        if registry.scheme is not None and registry.scheme != known:
+            remember_scheme(store, registry.host, registry.scheme)
 
 
 def _host_of(key: str) -> str:
