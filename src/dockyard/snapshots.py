@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Iterator
 
+from .errors import LayerError
 from .store import Store
 from .store.store import remove_tree
 
@@ -36,6 +38,7 @@ class Snapshotter:
         self.fetch = fetch      # callable(diff_id) that brings a missing layer blob in
         self._empty = store.snapshot_dir / "empty"
         self._empty.mkdir(exist_ok=True)
+        self.made: list[str] = []  # chain ids this object unpacked, oldest first
 
     def lowers(self, diff_ids: list[str]) -> list[Path]:
         """Lower dirs for a chain, top-most first, unpacking layers as needed."""
@@ -56,13 +59,25 @@ class Snapshotter:
         snap = self.store.new_snapshot_dir()
         try:
             (snap / "fs").mkdir()
-            with self.mounted(list(reversed(below)), snap) as root:
-                with self.store.blobs.open(diff_id) as stream:
-                    apply_layer(stream, root)
-            return self.store.add_snapshot(chain, snap, parent, diff_id)
+            with self.store.blobs.open(diff_id) as stream:
+                if below:
+                    with self.mounted(list(reversed(below)), snap) as root:
+                        apply_layer(stream, root)
+                else:  # nothing below: no whiteout can matter, write the dir itself
+                    apply_layer(stream, snap / "fs")
+            path = self.store.add_snapshot(chain, snap, parent, diff_id)
         except BaseException:
             remove_tree(snap)
             raise
+        if path == snap:
+            self.made.append(chain)
+        return path
+
+    def discard_made(self) -> None:
+        """Drop the snapshots this object unpacked (an image that failed to arrive)."""
+        for chain in reversed(self.made):
+            self.store.remove_snapshot(chain)
+        self.made.clear()
 
     def new_upper(self) -> Path:
         snap = self.store.new_snapshot_dir()
@@ -88,6 +103,84 @@ class Snapshotter:
         chains = chain_ids(parent_diff_ids + [diff_id])
         parent = chains[-2] if len(chains) > 1 else None
         return self.store.add_snapshot(chains[-1], snap, parent, diff_id)
+
+
+def unpack_images(store: Store, images: list[list[str]]) -> None:
+    """Unpack images' layers (their diff ids) as they enter the store (import,
+    load), as Docker does, so the first RUN finds them ready. If one fails,
+    what this call unpacked is dropped and the error raised: the caller then
+    records no image. Without root there is nothing to mount them with: the
+    layers are unpacked by whoever first runs the image."""
+    if os.geteuid() != 0:
+        return
+    snaps = Snapshotter(store)
+    try:
+        for diff_ids in images:
+            snaps.lowers(diff_ids)
+    except BaseException:
+        snaps.discard_made()
+        raise
+
+
+class Unpacker:
+    """Unpacks an image's layers in order while they download (pull): a layer
+    is applied as soon as its blob and those of the layers below are in.
+
+    One background thread; call ready(diff_id) when a blob is committed, then
+    finish() (raises what the unpack raised) or, on a failed pull, cancel().
+    The store's database is used by the thread only between start and
+    finish/cancel, while the caller waits for downloads."""
+
+    def __init__(self, store: Store, diff_ids: list[str]):
+        self.store = store
+        self.diff_ids = list(diff_ids) if os.geteuid() == 0 else []
+        self._snaps = Snapshotter(store)
+        self._cond = threading.Condition()
+        self._ready: set[str] = set()
+        self._stop = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="unpack", daemon=True)
+        self._thread.start()
+
+    def ready(self, diff_id: str) -> None:
+        with self._cond:
+            self._ready.add(diff_id)
+            self._cond.notify()
+
+    def _wait_for(self, diff_id: str) -> bool:
+        with self._cond:
+            while not self._stop and diff_id not in self._ready:
+                if self.store.blobs.has(diff_id):
+                    return True
+                self._cond.wait()
+            return not self._stop
+
+    def _run(self) -> None:
+        try:
+            for i, diff_id in enumerate(self.diff_ids):
+                if not self._wait_for(diff_id):
+                    return
+                try:
+                    self._snaps.lowers(self.diff_ids[:i + 1])
+                except LayerError as exc:
+                    raise LayerError(f"layer {diff_id}: {exc}") from None
+        except BaseException as exc:  # noqa: BLE001 - raised again by finish()
+            self._error = exc
+
+    def finish(self) -> None:
+        for diff_id in self.diff_ids:  # every blob is in now, whoever brought it
+            self.ready(diff_id)
+        self._thread.join()
+        if self._error is not None:
+            self._snaps.discard_made()
+            raise self._error
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+        self._snaps.discard_made()
 
 
 def drop_untouched_parents(upper: Path, stubs: list[str], lowers: list[Path]) -> None:

@@ -167,6 +167,18 @@ def merged_view(store: Store, image_ref: str):
         remove_tree(upper)
 
 
+def arrival(store, archive: bytes, expect: bool | None) -> DockyardError | None:
+    """Load the archive; its error if the load refused it (nothing recorded then)."""
+    try:
+        load_archive(store, archive)
+    except DockyardError as exc:
+        assert str(exc) and "\n" not in str(exc), f"not a one-line error: {exc!r}"
+        assert expect is not False, f"the load should have worked: {exc}"
+        assert store.images() == [], "a refused load recorded an image"
+        return exc
+    return None
+
+
 def outcome(store, ctx: Path, expect: bool | None):
     """(image, None) or (None, error) of a build, checked against `expect`."""
     try:
@@ -185,8 +197,8 @@ def test_hostile_layer_through_load(case, variant, tmp_path):
     host = make_host(tmp_path)
     run_store, copy_store = Store(tmp_path / "store-run"), Store(tmp_path / "store-copy")
     layers = case_layers(case, variant, host)
-    load_archive(run_store, docker_archive([busybox_layer(), *layers], "hostile:latest"))
-    load_archive(copy_store, docker_archive(layers, "hostile:latest"))
+    run_archive = docker_archive([busybox_layer(), *layers], "hostile:latest")
+    copy_archive = docker_archive(layers, "hostile:latest")
     run_ctx = write(tmp_path / "ctx-run", {"Dockerfile": f"""
         FROM hostile:latest
         RUN ["{TOOL}", "sh", "-c", {json.dumps(RUN_SCRIPT)}]
@@ -199,8 +211,14 @@ def test_hostile_layer_through_load(case, variant, tmp_path):
     before, before_host = tree_state(tmp_path, exclude=outside), host_state()
     expect = expected_error(case, variant)
 
-    _, run_err = outcome(run_store, run_ctx, expect)
-    copied, copy_err = outcome(copy_store, copy_ctx, expect)
+    # Layers are unpacked as they arrive: a refusal comes from load, or else the build.
+    run_err = arrival(run_store, run_archive, expect)
+    copy_err = arrival(copy_store, copy_archive, expect)
+    copied = None
+    if run_err is None:
+        _, run_err = outcome(run_store, run_ctx, expect)
+    if copy_err is None:
+        copied, copy_err = outcome(copy_store, copy_ctx, expect)
     assert (run_err is None) == (copy_err is None), (run_err, copy_err)
 
     assert tree_state(tmp_path, exclude=outside) == before, "something outside the stores changed"

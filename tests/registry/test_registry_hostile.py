@@ -346,6 +346,7 @@ def _escaped_into_store(store) -> list[str]:
 @pytest.mark.root
 @pytest.mark.parametrize("index", range(len(TAR_CASES)), ids=[c["name"] for c in TAR_CASES])
 def test_tar_safety_case_through_pull_and_build(index, tar_safety, plain_registry, tmp_path):
+    from dockyard import api
     from dockyard.builder.executor import Builder, BuildOptions
     from dockyard.errors import DockyardError
 
@@ -360,8 +361,16 @@ def test_tar_safety_case_through_pull_and_build(index, tar_safety, plain_registr
     before = snapshot(base, exclude=base / "store")
 
     name = f"{plain_registry.host}/{env['repo']}:{tag}"
-    image = pull(store, name, options=env["options"])  # pulling stores blobs; nothing is extracted yet
-    assert len(image.diff_ids) == len(layers)
+    error = None
+    try:  # pulling unpacks the layers: a hostile one is refused here, or by the build
+        image = pull(store, name, options=env["options"])
+    except DockyardError as exc:
+        error = exc
+        assert str(exc) and "\n" not in str(exc).strip()
+        with pytest.raises(DockyardError):
+            api.get_image(store, name)  # nothing recorded for the refused image
+    else:
+        assert len(image.diff_ids) == len(layers)
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     # the RUN also writes through every link the layers left (outside busybox's /bin)
@@ -369,15 +378,15 @@ def test_tar_safety_case_through_pull_and_build(index, tar_safety, plain_registr
         f"FROM {name}\n"
         "RUN echo ran > /ran; for l in $(find / -xdev -type l ! -path '/bin/*'); do "
         "echo pwned >> \"$l\"; done 2>/dev/null; true\n")
-    error = None
     try:
-        built = Builder(store).build(BuildOptions(context=ctx))
+        built = Builder(store).build(BuildOptions(context=ctx)) if error is None else None
     except DockyardError as exc:
         error = exc
         assert str(exc) and "\n" not in str(exc).strip()
         assert "did not complete successfully" not in str(exc), "the layer went in; the RUN failed"
     else:
-        assert len(built.diff_ids) == len(layers) + 1  # the RUN ran on the extracted layers
+        if built is not None:
+            assert len(built.diff_ids) == len(layers) + 1  # the RUN ran on the extracted layers
 
     assert snapshot(base, exclude=base / "store") == before, "something outside the store changed"
     assert stat.S_IMODE(os.stat(base / "host" / "perm400").st_mode) == 0o400

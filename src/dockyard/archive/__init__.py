@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from ..errors import ImageNotFound, LayerError, StoreError
 from ..layer.digest import HashingWriter
+from ..snapshots import unpack_images
 from ..store import Store
 from . import docker, oci
 from .importer import CHUNK, HashingReader, decompressed, import_rootfs
@@ -204,6 +205,10 @@ def load(store: Store, stream: BinaryIO) -> list[tuple[str, list[str]]]:
                 raise StoreError(f"{src.name}: neither a docker-archive (manifest.json) "
                                  f"nor an OCI layout (index.json)")
             checked = [(p, _verify(src, p)) for p in plans]
+            try:
+                unpack_images(store, [[d for d, _ in layers] for _, layers in checked])
+            except LayerError as exc:
+                raise LayerError(f"{src.name}: {exc}") from None
             results = []
             for planned, layers in checked:
                 image_id = _sha256(planned.config)

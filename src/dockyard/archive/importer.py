@@ -29,6 +29,7 @@ from ..image.platform import Platform
 from ..layer.compress import compression_of, open_layer
 from ..layer.digest import HashingWriter
 from ..reference import Reference
+from ..snapshots import unpack_images
 from ..store import Image, Store
 
 CHUNK = 1 << 20
@@ -235,7 +236,14 @@ def import_rootfs(store: Store, stream: BinaryIO, *, tag: str | None = None,
                 raise LayerError(f"{name}: {exc}") from None
             finally:
                 source.close()
+            existed = store.blobs.has(sink.digest)
             writer.commit(sink.digest)
+        try:
+            unpack_images(store, [[sink.digest]])
+        except LayerError as exc:
+            if not existed and sink.digest not in store.referenced_blobs():
+                store.blobs.delete(sink.digest)
+            raise LayerError(f"{name}: {exc}") from None
         config["rootfs"] = {"type": "layers", "diff_ids": [sink.digest]}
         return store.put_image(config_json(config), [(sink.digest, sink.size)],
                                tags=[canonical] if canonical else [])

@@ -29,6 +29,7 @@ from dockyard.image import (
     select_platform,
 )
 from dockyard.reference import Reference
+from dockyard.snapshots import Unpacker
 from dockyard.registry import progress as ev
 from dockyard.registry.client import Repository
 from dockyard.registry.errors import DigestMismatch, RegistryError
@@ -98,7 +99,14 @@ class _Puller:
         config_bytes = repo.read_blob(str(manifest.config.digest), manifest.config.size)
         layers = self._layers(manifest, config_bytes, check_platform)
         existed_before = self._has_image(str(manifest.config.digest))
-        self._download_all(layers)
+        # Layers are unpacked while the others download (snapshots.Unpacker).
+        self.unpacker = Unpacker(self.store, [l.diff_id for l in layers])
+        try:
+            self._download_all(layers)
+        except BaseException:
+            self.unpacker.cancel()
+            raise
+        self.unpacker.finish()
 
         sizes = [(l.diff_id, self.store.blobs.size(l.diff_id)) for l in layers]
         image = self.store.put_image(config_bytes, sizes)
@@ -236,6 +244,7 @@ class _Puller:
                     while chunk := stream.read(_CHUNK):
                         writer.write(chunk)
                     writer.commit(layer.diff_id)
+                self.unpacker.ready(layer.diff_id)
             except StoreError as e:
                 raise DigestMismatch(f"{self.repo.where}: layer {digest}: uncompressed content does not "
                                      f"match diff id {layer.diff_id} ({e})") from None

@@ -329,6 +329,15 @@ class Store:
         remove_tree(path)
         return existing
 
+    def remove_snapshot(self, chain_id: str) -> None:
+        """Forget a snapshot and delete its directory (record first: a crash in
+        between leaves an orphaned directory, which gc and fsck remove)."""
+        with self.transaction():
+            row = self.db.execute("SELECT dir FROM snapshots WHERE chain_id=?", (chain_id,)).fetchone()
+            self.db.execute("DELETE FROM snapshots WHERE chain_id=?", (chain_id,))
+        if row and row[0] and "/" not in row[0] and row[0] not in (".", "..", "empty"):
+            remove_tree(self.snapshot_dir / row[0])
+
     # -- garbage collection ---------------------------------------------------
 
     def referenced_blobs(self) -> set[str]:

@@ -1,0 +1,168 @@
+"""Images are unpacked into snapshots as they enter the store (import, load,
+pull), as Docker does; an image whose unpack fails is not recorded and
+leaves nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+import threading
+
+import pytest
+from support import needs_root
+
+from dockyard.archive import import_rootfs, load
+from dockyard.errors import LayerError
+from dockyard.snapshots import Unpacker, chain_ids
+from dockyard.store import Store
+from dockyard.store.fsck import check
+
+pytestmark = needs_root()
+
+
+def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
+    """Regular files (bytes) and directories (None), named verbatim."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _archive(layers: list[bytes], tag: str) -> io.BytesIO:
+    """A docker-archive of one image made of `layers`."""
+    diff_ids = [_sha(layer) for layer in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    files = {f"{d[7:]}/layer.tar": layer for d, layer in zip(diff_ids, layers)}
+    files[_sha(config)[7:] + ".json"] = config
+    files["manifest.json"] = json.dumps([{"Config": _sha(config)[7:] + ".json", "RepoTags": [tag],
+                                          "Layers": [f"{d[7:]}/layer.tar" for d in diff_ids]}]).encode()
+    return io.BytesIO(_tar(list(files.items())))
+
+
+def _snapshot_fs(store: Store, diff_ids: list[str]):
+    path = store.snapshot(chain_ids(diff_ids)[-1])
+    return None if path is None else path / "fs"
+
+
+def _untouched(store: Store) -> None:
+    """No image, no snapshot, and fsck finds nothing to repair."""
+    assert store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 0
+    assert store.db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 0
+    assert sorted(p.name for p in store.snapshot_dir.iterdir()) == ["empty"]
+    report = check(store, repair=False)
+    assert report.ok and not report.leftovers, report.lines()
+
+
+GOOD = _tar([("etc", None), ("etc/hostname", b"box\n"), ("etc/motd", b"hello\n")])
+UPPER = _tar([("etc", None), ("etc/.wh.motd", b""), ("etc/issue", b"Debian\n")])
+HOSTILE = _tar([("../escape", b"out\n")])
+
+
+def test_import_unpacks_the_layer(tmp_path):
+    store = Store(tmp_path / "store")
+    image = import_rootfs(store, io.BytesIO(GOOD), tag="base:1")
+    fs = _snapshot_fs(store, image.diff_ids)
+    assert fs is not None, "the layer was not unpacked at import"
+    assert (fs / "etc/hostname").read_bytes() == b"box\n"
+    assert check(store, repair=False).ok
+
+
+def test_load_unpacks_every_layer_with_whiteouts_as_overlayfs_ones(tmp_path):
+    store = Store(tmp_path / "store")
+    load(store, _archive([GOOD, UPPER], "two:1"))
+    diff_ids = [_sha(GOOD), _sha(UPPER)]
+    assert (_snapshot_fs(store, diff_ids[:1]) / "etc/motd").read_bytes() == b"hello\n"
+    upper = _snapshot_fs(store, diff_ids)
+    assert (upper / "etc/issue").read_bytes() == b"Debian\n"
+    st = os.lstat(upper / "etc/motd")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0  # the overlayfs whiteout
+
+
+def test_a_refused_layer_leaves_no_image_and_no_snapshot(tmp_path):
+    store = Store(tmp_path / "store")
+    outside = tmp_path / "store" / "snapshots"
+    with pytest.raises(LayerError) as err:
+        load(store, _archive([GOOD, HOSTILE], "bad:1"))
+    assert "climbs out of the root" in str(err.value) and "\n" not in str(err.value)
+    assert store.blobs.all() == []  # the load's blobs went with it
+    assert not os.path.lexists(outside / "escape")
+    _untouched(store)
+
+
+def test_a_refused_import_keeps_nothing(tmp_path):
+    store = Store(tmp_path / "store")
+    with pytest.raises(LayerError, match="climbs out of the root"):
+        import_rootfs(store, io.BytesIO(HOSTILE), tag="bad:1")
+    assert store.blobs.all() == []
+    _untouched(store)
+
+
+def test_a_later_image_reuses_the_snapshots_of_its_base(tmp_path):
+    store = Store(tmp_path / "store")
+    load(store, _archive([GOOD], "base:1"))
+    first = store.snapshot(_sha(GOOD))
+    load(store, _archive([GOOD, UPPER], "two:1"))
+    assert store.snapshot(_sha(GOOD)) == first
+    assert store.db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 2
+
+
+def test_unpacker_applies_layers_in_order_whatever_order_they_arrive_in(tmp_path):
+    store = Store(tmp_path / "store")
+    diff_ids = [_sha(GOOD), _sha(UPPER)]
+    unpacker = Unpacker(store, diff_ids)
+    store.blobs.put_bytes(UPPER)
+    unpacker.ready(diff_ids[1])  # the upper layer first: it must wait for its parent
+    arrived = threading.Event()
+
+    def late() -> None:
+        store.blobs.put_bytes(GOOD)
+        unpacker.ready(diff_ids[0])
+        arrived.set()
+
+    threading.Thread(target=late).start()
+    assert arrived.wait(30)
+    unpacker.finish()
+    assert (_snapshot_fs(store, diff_ids) / "etc/issue").read_bytes() == b"Debian\n"
+    assert stat.S_ISCHR(os.lstat(_snapshot_fs(store, diff_ids) / "etc/motd").st_mode)
+
+
+def test_unpacker_failure_raises_at_finish_and_drops_what_it_made(tmp_path):
+    store = Store(tmp_path / "store")
+    diff_ids = [_sha(GOOD), _sha(HOSTILE)]
+    unpacker = Unpacker(store, diff_ids)
+    for data, diff_id in ((GOOD, diff_ids[0]), (HOSTILE, diff_ids[1])):
+        store.blobs.put_bytes(data)
+        unpacker.ready(diff_id)
+    with pytest.raises(LayerError, match=f"layer {diff_ids[1]}: .*climbs out of the root"):
+        unpacker.finish()
+    for digest in diff_ids:
+        store.blobs.delete(digest)
+    _untouched(store)
+
+
+def test_unpacker_cancelled_while_waiting_for_a_download(tmp_path):
+    store = Store(tmp_path / "store")
+    diff_ids = [_sha(GOOD), _sha(UPPER)]
+    unpacker = Unpacker(store, diff_ids)
+    store.blobs.put_bytes(GOOD)
+    unpacker.ready(diff_ids[0])
+    unpacker.cancel()  # the upper layer never came: the pull failed
+    store.blobs.delete(diff_ids[0])
+    _untouched(store)
