@@ -21,7 +21,9 @@ Rules, chosen to pass both moby's and containerd's breakout tests:
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import lzma
 import os
 import shutil
@@ -29,10 +31,10 @@ import stat
 import tarfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from dockyard.errors import LayerError
-from dockyard.layer.compress import open_layer, zstandard
+from dockyard.layer.compress import compression_of, open_layer, zstandard
 from dockyard.layer.rootfs import Root, clean
 from dockyard.layer.tarformat import XATTR_PREFIX
 
@@ -44,6 +46,7 @@ _UNREADABLE: tuple[type[Exception], ...] = (tarfile.TarError, EOFError, zlib.err
 if zstandard is not None:
     _UNREADABLE += (zstandard.ZstdError,)
 _COPY_BUFSIZE = 1 << 20
+_SNIFF = 6
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEVICE_TYPES = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK,
                  tarfile.FIFOTYPE: stat.S_IFIFO}
@@ -53,10 +56,15 @@ def apply_layer(stream: BinaryIO, root: Path) -> None:
     """Apply the layer tar read from `stream` (plain, gzip, bzip2, xz, or zstd
     when available) to the directory `root`. Raises LayerError on a hostile or
     unreadable archive; entries before the bad one stay applied."""
+    source = _Seekable.of(stream)
+    if source is not None:  # a plain tar we can seek in: read headers, copy data by offset
+        with Root(root) as rootfs, _headers(source) as headers:
+            _Applier(rootfs, source).run(headers, "r:")
+        return
     reader = open_layer(stream)
     try:
         with Root(root) as rootfs:
-            _Applier(rootfs).run(reader)
+            _Applier(rootfs).run(reader, "r|")
     finally:
         reader.close()
 
@@ -70,18 +78,106 @@ def _reason(exc: OSError, m: tarfile.TarInfo) -> str:
     return exc.strerror or str(exc)
 
 
+@contextlib.contextmanager
+def _headers(source: _Seekable) -> Iterator[BinaryIO]:
+    """What tarfile reads the headers from: a file mapped into memory (no
+    syscall per seek and read), else the stream itself."""
+    if source.fd is not None and os.fstat(source.fd).st_size:
+        import mmap
+
+        with mmap.mmap(source.fd, 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped  # type: ignore[misc]
+    else:
+        yield source.stream
+
+
+class _Seekable:
+    """File data read by offset from an uncompressed, seekable tar: copied in
+    the kernel (copy_file_range) from a real file, else through one buffer."""
+
+    def __init__(self, stream: BinaryIO, fd: int | None):
+        self.stream = stream
+        self.fd = fd
+        self.buf = memoryview(bytearray(_COPY_BUFSIZE))
+
+    @classmethod
+    def of(cls, stream: BinaryIO) -> _Seekable | None:
+        # Only streams whose offsets are the tar's: a decompressing file object
+        # (gzip.open) is seekable too, and its fileno() is the compressed file's.
+        raw = getattr(stream, "raw", stream) if isinstance(stream, io.BufferedReader) else stream
+        if not isinstance(raw, (io.FileIO, io.BytesIO)):
+            return None
+        try:
+            if not stream.seekable():
+                return None
+            start = stream.tell()
+            head = stream.read(_SNIFF)
+            stream.seek(start)
+        except (AttributeError, OSError, ValueError):
+            return None
+        if compression_of(head) is not None or start != 0:
+            return None
+        try:
+            fd = stream.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                fd = None
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        return cls(stream, fd)
+
+    def copy(self, offset: int, size: int, out: int) -> None:
+        if self.fd is not None:
+            try:
+                self._kernel_copy(offset, size, out)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                self.fd = None  # this kernel or filesystem pair cannot: read and write
+                os.ftruncate(out, 0)
+                os.lseek(out, 0, os.SEEK_SET)
+        self._buffered_copy(offset, size, out)
+
+    def _kernel_copy(self, offset: int, size: int, out: int) -> None:
+        done = 0
+        while done < size:
+            n = os.copy_file_range(self.fd, out, size - done, offset + done)
+            if n == 0:
+                raise EOFError("unexpected end of data")
+            done += n
+
+    def _buffered_copy(self, offset: int, size: int, out: int) -> None:
+        self.stream.seek(offset)
+        left = size
+        while left:
+            view = self.buf[:min(left, len(self.buf))]
+            n = self.stream.readinto(view)  # type: ignore[attr-defined]
+            if not n:
+                raise EOFError("unexpected end of data")
+            done = 0
+            while done < n:
+                done += os.write(out, view[done:n])
+            left -= n
+
+
 class _Applier:
-    def __init__(self, root: Root):
+    def __init__(self, root: Root, source: _Seekable | None = None):
         self.root = root
+        self.source = source
         self.chown = os.geteuid() == 0  # without root, owners cannot be set
+        self.umask = _umask()
         self.written: set[tuple[str, ...]] = set()  # resolved paths this layer wrote
         self.dir_times: list[tuple[tuple[str, ...], int, int, int]] = []  # path, dev, ino, ns
 
-    def run(self, reader: BinaryIO) -> None:
+    def run(self, reader: BinaryIO, mode: str) -> None:
         try:
-            if not reader.peek(1):  # type: ignore[attr-defined]
-                return  # no bytes at all: an empty layer, as Go's tar reader sees it
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
+            if self.source is not None:
+                if not reader.read(1):
+                    return  # no bytes at all: an empty layer, as Go's tar reader sees it
+                reader.seek(0)
+            elif not reader.peek(1):  # type: ignore[attr-defined]
+                return
+            with tarfile.open(fileobj=reader, mode=mode) as tar:
                 for member in tar:
                     self.apply(tar, member)
         except _UNREADABLE as exc:
@@ -116,16 +212,16 @@ class _Applier:
         try:
             if m.islnk():
                 self.hardlink(m, pfd, base)
+            elif m.isdir():
+                self.directory(m, pfd, base, path, parts)
             else:
-                self.replace_existing(m, pfd, base)
-                if m.isdir():
-                    self.directory(m, pfd, base, path)
-                elif m.isreg():
-                    self.regular(tar, m, pfd, base)
-                elif m.issym():
-                    self.symlink(m, pfd, base)
-                else:
-                    self.device(m, pfd, base)
+                # Create first; clear the way only when the name is taken (rare).
+                make = self.regular if m.isreg() else self.symlink if m.issym() else self.device
+                try:
+                    make(tar, m, pfd, base)
+                except FileExistsError:
+                    self.replace_existing(m, pfd, base)
+                    make(tar, m, pfd, base)
         except OSError as exc:
             raise LayerError(f"cannot create {'/'.join(path)}: {_reason(exc, m)}") from None
         self.written.add(path)
@@ -238,45 +334,67 @@ class _Applier:
         # linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink.
         os.link(lparts[-1], base, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
 
-    def directory(self, m: tarfile.TarInfo, pfd: int, base: str, path: tuple[str, ...]) -> None:
+    def directory(self, m: tarfile.TarInfo, pfd: int, base: str, path: tuple[str, ...],
+                  parts: list[str]) -> None:
         try:
             os.mkdir(base, 0o700, dir_fd=pfd)
         except FileExistsError:
-            pass  # merging into an existing directory
+            st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self.remove(pfd, base, st)
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            # else: merging into an existing directory
         fd = os.open(base, _NOFOLLOW_DIR, dir_fd=pfd)
         try:
             self.owner_mode(m, fd=fd)
             self.xattrs(m, fd=fd)
             st = os.fstat(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        # The entries inside it come next: keep the fd as the resolution of its name.
+        self.root.remember(parts, fd, path)
         # Set last: entries written into it later would change its mtime.
         self.dir_times.append((path, st.st_dev, st.st_ino, _mtime_ns(m)))
 
     def regular(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(base, flags, 0o600, dir_fd=pfd)
+        mode = m.mode & 0o7777
+        # Created with its final mode when the umask keeps it and there is no
+        # setuid/setgid/sticky bit (those go after chown, which clears them).
+        direct = not (mode & (self.umask | 0o7000))
+        fd = os.open(base, flags, mode if direct else 0o600, dir_fd=pfd)
         try:
             if m.size:
-                src = tar.extractfile(m)
-                assert src is not None
-                buf = bytearray(min(_COPY_BUFSIZE, m.size))
-                view = memoryview(buf)
-                while True:
-                    n = src.readinto(view)  # type: ignore[attr-defined]
-                    if not n:
-                        break
-                    done = 0
-                    while done < n:
-                        done += os.write(fd, view[done:n])
-            self.owner_mode(m, fd=fd)
-            self.xattrs(m, fd=fd)
+                if self.source is not None and not m.issparse():
+                    self.source.copy(m.offset_data, m.size, fd)
+                else:
+                    self.stream_copy(tar, m, fd)
+            if self.chown:
+                os.fchown(fd, m.uid, m.gid)
+            if not direct:
+                os.fchmod(fd, mode)
+            if m.pax_headers:
+                self.xattrs(m, fd=fd)
             ns = _mtime_ns(m)
             os.utime(fd, ns=(_atime_ns(m, ns), ns))
         finally:
             os.close(fd)
 
-    def symlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
+    def stream_copy(self, tar: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+        src = tar.extractfile(m)
+        assert src is not None
+        buf = self.source.buf if self.source is not None else memoryview(bytearray(_COPY_BUFSIZE))
+        view = buf[:min(len(buf), m.size)]
+        while True:
+            n = src.readinto(view)  # type: ignore[attr-defined]
+            if not n:
+                break
+            done = 0
+            while done < n:
+                done += os.write(fd, view[done:n])
+
+    def symlink(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         os.symlink(m.linkname, base, dir_fd=pfd)
         if self.chown:
             os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
@@ -284,7 +402,7 @@ class _Applier:
         ns = _mtime_ns(m)
         os.utime(base, ns=(_atime_ns(m, ns), ns), dir_fd=pfd, follow_symlinks=False)
 
-    def device(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
+    def device(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         kind = _DEVICE_TYPES[m.type]
         dev = os.makedev(m.devmajor, m.devminor) if kind != stat.S_IFIFO else 0
         os.mknod(base, kind | 0o600, dev, dir_fd=pfd)
@@ -335,15 +453,26 @@ class _Applier:
             if found is None:
                 continue
             try:
-                fd = os.open(path[-1], _NOFOLLOW_DIR, dir_fd=found[0])
+                st = os.stat(path[-1], dir_fd=found[0], follow_symlinks=False)
             except OSError:
-                continue  # replaced or removed by a later entry
-            try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) == (dev, ino):
-                    os.utime(fd, ns=(ns, ns))
-            finally:
-                os.close(fd)
+                continue  # removed by a later entry
+            # Still the directory this layer made (not a later replacement); nothing
+            # else writes into the tree meanwhile, and the call follows no symlink.
+            if (st.st_dev, st.st_ino) == (dev, ino) and stat.S_ISDIR(st.st_mode):
+                os.utime(path[-1], ns=(ns, ns), dir_fd=found[0], follow_symlinks=False)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment,
+    under other threads' feet)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777  # unknown: every mode gets its explicit fchmod
 
 
 def _mtime_ns(m: tarfile.TarInfo) -> int:

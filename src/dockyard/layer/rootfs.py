@@ -21,7 +21,7 @@ from dockyard.errors import LayerError
 
 _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_LINKS = 255
-_CACHE_SIZE = 64
+_CACHE_SIZE = 128
 
 
 def clean(name: str) -> tuple[list[str], bool]:
@@ -94,16 +94,46 @@ class Root:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        found = self._walk(key, create)
+        found = self._below_cached_parent(key)
         if found is None:
-            return None
+            found = self._walk(key, create)
+            if found is None:
+                return None
         if found[0] == self.fd:  # resolved to the root itself: nothing to own
             return found
+        self._keep(key, found)
+        return found
+
+    def remember(self, parts: list[str] | tuple[str, ...], fd: int, resolved: tuple[str, ...]) -> None:
+        """Take `fd`, a directory the caller opened (O_NOFOLLOW) as the entry
+        `resolved` under the resolved parent of `parts`, as the resolution of
+        `parts`; it is closed like the fds this object opens."""
+        key = tuple(parts)
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._stale.append(old[0])
+        self._keep(key, (fd, resolved))
+
+    def _keep(self, key: tuple[str, ...], found: tuple[int, tuple[str, ...]]) -> None:
         self._cache[key] = found
         if len(self._cache) > _CACHE_SIZE:
             _, (old_fd, _) = self._cache.popitem(last=False)
             self._stale.append(old_fd)
-        return found
+
+    def _below_cached_parent(self, key: tuple[str, ...]) -> tuple[int, tuple[str, ...]] | None:
+        """The common case in one openat: the parent is cached and the last
+        component is a plain directory in it. Anything else (a symlink, a
+        missing name) is left to the full walk."""
+        if len(key) < 2 or key[-1] in ("", ".", ".."):
+            return None
+        parent = self._cache.get(key[:-1])
+        if parent is None:
+            return None
+        try:
+            fd = os.open(key[-1], _OPEN_DIR, dir_fd=parent[0])
+        except OSError:
+            return None
+        return fd, parent[1] + (key[-1],)
 
     def _walk(self, key: tuple[str, ...], create: bool) -> tuple[int, tuple[str, ...]] | None:
         # Opened directories below the root; fd -1 marks a component that does
