@@ -10,6 +10,9 @@ processes inside running ones.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from dockyard.container.errors import (
                                        ContainerConflict,
                                        ContainerError,
@@ -18,18 +21,6 @@ from dockyard.container.errors import (
                                        NetworkError,
                                        VolumeError,
                                        VolumeNotFound,
-)
-from dockyard.container.ops import (
-                                       container_logs,
-                                       exec_in,
-                                       get,
-                                       images_in_use,
-                                       inspect,
-                                       kill,
-                                       list_containers,
-                                       remove_container,
-                                       stop,
-                                       wait,
 )
 from dockyard.container.options import (
                                        MountSpec,
@@ -53,3 +44,19 @@ __all__ = [
     "list_containers", "parse_env_file", "parse_mount", "parse_publish", "parse_security_opts",
     "parse_tmpfs", "parse_volume", "remove_container", "resolve_env_items", "run", "stop", "wait",
 ]
+
+# Work on existing containers, loaded on first use (`run` does not need it).
+_OPS = frozenset({"container_logs", "exec_in", "get", "images_in_use", "inspect", "kill",
+                  "list_containers", "remove_container", "stop", "wait"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _OPS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.ops"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _OPS)
