@@ -205,6 +205,17 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
         rootfs = cdir / "merged"
         for sub in ("fs", "work", "merged", "bundle"):
             (cdir / sub).mkdir(mode=0o700 if sub == "bundle" else 0o755)
+        # The network first: slirp4netns comes up while we mount and copy.
+        slirp = None
+        ns_path = "host" if mode == "host" else "none"
+        if mode == "private":
+            netns = cdir / "netns"
+            net.create_netns(netns)
+            undo.append(lambda: net.remove_netns(netns))
+            slirp = net.start_slirp(netns, cdir)
+            undo.append(slirp.stop)
+            ns_path = str(netns)
+            ports = net.resolve_ports(ports)
         userns = _claim_userns(root, cdir) if want_userns else None
         _mount_rootfs(lowers, cdir, rootfs, userns)
         undo.append(lambda: unmount(rootfs))
@@ -222,17 +233,6 @@ def create(store: Any, image: Any, opts: RunOptions, image_name: str | None = No
                 idmap.close()
         undo.append(lambda: volumes.remove_quietly(mounts.anonymous))
         workdir = check_workdir(rootfs, cwd, mounts.sources)
-
-        slirp = None
-        ns_path = "host" if mode == "host" else "none"
-        if mode == "private":
-            netns = cdir / "netns"
-            net.create_netns(netns)
-            undo.append(lambda: net.remove_netns(netns))
-            slirp = net.start_slirp(netns, cdir)
-            undo.append(slirp.stop)
-            ns_path = str(netns)
-            ports = net.resolve_ports(ports)
 
         etc = write_etc_files(cdir / "bundle", hostname=hostname, network=ns_path,
                               contents=net.etc_contents(mode, hostname, opts.add_hosts))
