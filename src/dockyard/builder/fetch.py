@@ -14,14 +14,11 @@ same for all of them. What BuildKit does, and so do we:
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import os
 import re
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -95,6 +92,9 @@ def parse_checksum(value: str) -> tuple[str, str]:
 
 def download(url: str, work: Path, checksum: str | None = None) -> Fetched:
     """Fetch `url` into a fresh directory under `work`, verifying `checksum`."""
+    import urllib.error  # the HTTP client only when a URL is fetched: builds start faster
+    import urllib.request
+
     want = parse_checksum(checksum) if checksum else None
     name = url_filename(url)
     top = _fresh_dir(work, "url")
@@ -126,6 +126,8 @@ def download(url: str, work: Path, checksum: str | None = None) -> Fetched:
 
 
 def _http_time(value: str | None) -> float | None:
+    import email.utils
+
     if not value:
         return None
     try:

@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ContainerRuntimeError
 from dockyard.runtime import spec as oci
-from dockyard.runtime._etc import write_etc_files
 from dockyard.runtime._paths import scoped_resolve, split_clean
-from dockyard.runtime.runc import Runtime, Stdio, find_runtime
-from dockyard.runtime.users import lookup_home, resolve_user
+
+if TYPE_CHECKING:  # the runtime itself loads when a process runs: a cached build never needs it
+    from dockyard.runtime.runc import Runtime, Stdio
 
 __all__ = ["DEFAULT_PATH", "RUN_PIDS_LIMIT", "RunResult", "default_run_limits",
            "missing_mount_points", "prepare_cwd", "remove_mount_stubs", "run_process"]
@@ -225,6 +224,8 @@ def _mkdirs(rootfs: Path, parts: list[str], cwd: str) -> None:
 
 
 def _env_with_defaults(env: Sequence[str], rootfs: Path, uid: int) -> list[str]:
+    from dockyard.runtime.users import lookup_home
+
     out = list(env)
     names = {item.split("=", 1)[0] for item in out}
     if "PATH" not in names:
@@ -275,11 +276,15 @@ def run_process(
     Returns a RunResult; a container that could not start at all raises
     `runc.ContainerStartError` (with Docker's 125/126/127 in `exit_code`).
     """
+    from dockyard.runtime._etc import write_etc_files
+    from dockyard.runtime.runc import find_runtime
+    from dockyard.runtime.users import resolve_user
+
     rootfs = Path(os.path.abspath(rootfs))
     state_dir = Path(os.path.abspath(state_dir))
     uid, gid, groups = resolve_user(rootfs, user)
     full_env = _env_with_defaults(env, rootfs, uid)
-    container_id = "dockyard-" + secrets.token_hex(8)
+    container_id = "dockyard-" + os.urandom(8).hex()
     bundle = state_dir / "bundles" / container_id
     bundle.mkdir(parents=True, mode=0o700)
     try:
