@@ -175,3 +175,28 @@ def test_created_column_reads_like_docker():
     assert age("2023-11-14T22:13:20Z").endswith("years ago")          # SOURCE_DATE_EPOCH form
     assert age("2020-01-01T00:00:00.123456789Z").endswith("years ago")  # BuildKit's nanoseconds
     assert age("not a date") == ""
+
+
+@pytest.mark.parametrize("limit", [30, 45, 200])
+def test_help_lists_the_lazy_commands_with_their_own_summaries(limit):
+    import click
+
+    from dockyard.cli import main
+
+    for name in main._LAZY:
+        real = main._lazy_command(name).get_short_help_str(limit)
+        assert click.Command(name, help=main._LAZY_HELP[name]).get_short_help_str(limit) == real, name
+
+
+def test_help_lists_every_command_without_loading_them():
+    code = ("import sys\nfrom dockyard.cli.main import cli\n"
+            "try:\n    cli(['--help'], prog_name='dockyard')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('dockyard.cli.') "
+            "and m not in ('dockyard.cli.main', 'dockyard.cli.common')), file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    listed = {line.split()[0] for line in res.stdout.split("Commands:", 1)[1].splitlines() if line.strip()}
+    assert {"run", "ps", "push", "pull", "build", "fsck", "lint", "volume"} <= listed
+    assert res.stderr.strip() == "[]"
+    run = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "run", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "--publish" in run.stdout

@@ -65,14 +65,25 @@ def _ssh(values) -> dict[str, str]:
 
 
 class Group(click.Group):
+    _listing = False
+
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(_LAZY))
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         if command is None and name in _LAZY:
+            if self._listing:  # --help reads only the summary: no need to import the module
+                return click.Command(name, help=_LAZY_HELP[name])
             command = _lazy_command(name)
         return command
+
+    def format_commands(self, ctx, formatter):
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx):
         try:
@@ -382,6 +393,32 @@ _LAZY = {
     "lint": "lint_cmds:lint", "init": "lint_cmds:init",
     "login": "registry_cmds:login", "logout": "registry_cmds:logout", "push": "registry_cmds:push",
     "pull": "registry_cmds:pull", "manifest": "registry_cmds:manifest",
+}
+
+
+# Their summaries for `dockyard --help` (a test keeps them equal to the commands' own).
+_LAZY_HELP = {
+    "run": "Run a command in a new container.",
+    "ps": "List containers.",
+    "logs": "Show a container's output (kept unless it ran with --rm).",
+    "stop": "Stop running containers (STOPSIGNAL, then SIGKILL after a timeout).",
+    "kill": "Send a signal to running containers.",
+    "rm": "Remove containers.",
+    "exec": "Run a command in a running container.",
+    "wait": "Block until containers stop, then print their exit codes.",
+    "container": "Manage containers.",
+    "volume": "Manage volumes.",
+    "fsck": "Verify the store: every blob digest, every image reference, every snapshot.",
+    "layers": "Show each layer's size, instruction, changes and wasted space.",
+    "diff": "Show the files, sizes, config and packages that differ between two images.",
+    "sbom": "Write a software bill of materials of the packages found in an image.",
+    "lint": "Check a Dockerfile against BuildKit's build checks and security rules.",
+    "init": "Write a best-practice Dockerfile and .dockerignore for DIRECTORY.",
+    "login": "Log in to a registry (default Docker Hub) and save the credentials.",
+    "logout": "Log out from a registry (default Docker Hub).",
+    "push": "Push an image to a registry.",
+    "pull": "Pull an image from a registry.",
+    "manifest": "Inspect manifests in a registry.",
 }
 
 
