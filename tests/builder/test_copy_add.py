@@ -284,6 +284,61 @@ def test_copy_follows_image_symlinks_inside_the_rootfs_only(store, base_image, t
     assert (root / "app/hello").read_text() == "image\n" and (root / "app/sub/new").read_text() == "new\n"
 
 
+def test_copy_of_many_files_keeps_each_ones_content_and_metadata(store, base_image, tmp_path):
+    # enough files that they are placed by several threads (builder/workers.py)
+    ctx = tmp_path / "ctx"
+    want = {}
+    for d in range(4):
+        for f in range(150):
+            p = ctx / f"src/d{d}/f{f:03d}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(os.urandom(f * 37 % 5000))
+            os.chmod(p, (0o600, 0o644, 0o755, 0o4755)[f % 4])
+            os.utime(p, ns=(0, (1_600_000_000 + d * 1000 + f) * 10**9))
+            want[f"data/d{d}/f{f:03d}"] = p
+    os.symlink("f001", ctx / "src/d0/link")
+    os.link(ctx / "src/d1/f002", ctx / "src/d1/hard")
+    (ctx / "src/zalias").mkdir()                    # the image makes it a symlink to /data/d2
+    (ctx / "src/zalias/f010").write_text("alias\n")
+    (ctx / "src/zalias/extra").write_text("extra\n")
+    (ctx / "src/d3/f005").unlink()
+    (ctx / "src/d3/f005").mkdir()                   # a directory where the image has a file
+    (ctx / "src/d3/f005/inside").write_text("in\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox:latest\n"
+        "RUN mkdir -p /data/d2 /data/d3 && echo old > /data/d2/f011 && echo x > /data/d3/f005 "
+        "&& ln -s /data/d2 /data/zalias\n"
+        "COPY src/ /data/\n")
+    image, _ = build(store, ctx)
+    root = unpack_image(store, image, tmp_path / "out")
+    for rel, src in want.items():
+        if rel in ("data/d3/f005", "data/d2/f010"):
+            continue
+        got, st = root / rel, os.stat(src)
+        assert got.read_bytes() == src.read_bytes(), rel
+        assert os.stat(got).st_mode == st.st_mode, rel
+        assert os.stat(got).st_mtime == st.st_mtime, rel
+        assert (os.stat(got).st_uid, os.stat(got).st_gid) == (0, 0), rel
+    assert (root / "data/d2/f011").read_bytes() == (ctx / "src/d2/f011").read_bytes()
+    # zalias/ is copied last and lands in /data/d2 through the image's symlink
+    assert (root / "data/zalias").is_symlink()
+    assert (root / "data/d2/f010").read_text() == "alias\n" and (root / "data/d2/extra").read_text() == "extra\n"
+    assert os.readlink(root / "data/d0/link") == "f001"
+    assert os.path.samefile(root / "data/d1/hard", root / "data/d1/f002")
+    assert (root / "data/d3/f005/inside").read_text() == "in\n"
+
+
+def test_copy_of_many_files_stops_at_a_directory_in_the_way(store, base_image, tmp_path):
+    ctx = tmp_path / "ctx"
+    for f in range(300):
+        p = ctx / f"src/f{f:03d}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"{f}\n")
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nRUN mkdir -p /data/f150/sub\nCOPY src/ /data/\n")
+    with pytest.raises(DockyardError, match="cannot replace directory f150 with a file"):
+        build(store, ctx)
+
+
 def test_add_of_a_named_pipe_does_not_sniff_it(store, base_image, tmp_path):
     ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox:latest\nADD fifo /f\n"})
     os.mkfifo(ctx / "fifo")

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import BuildError
 
 WILDCARDS = set("*?[")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def has_wildcard(pattern: str) -> bool:
@@ -191,24 +192,31 @@ class SourceTree:
         while stack:
             rel, path = stack.pop()
             try:
-                with os.scandir(path) as it:
-                    entries = sorted(it, key=_name)
+                # listed through a descriptor, so each entry's lstat is
+                # relative to it rather than a walk of the whole path
+                fd = os.open(path, _DIR_FLAGS)
             except OSError as e:
                 raise BuildError(f"cannot read {path}: {e.strerror}") from None
-            subdirs = []
-            prefix = rel + "/" if rel else ""
-            for entry in entries:
-                child_rel = prefix + entry.name
-                if exclude is not None and _drop(exclude, relative_to(child_rel, base), entry):
-                    continue
-                if ignoring and self.ignore.matches(child_rel):
-                    if entry.is_dir(follow_symlinks=False) and self._may_reinclude(child_rel):
-                        subdirs.append((child_rel, entry.path))
-                    continue
-                est = entry.stat(follow_symlinks=False)
-                yield child_rel, entry.path, est
-                if is_dir(est.st_mode):
-                    subdirs.append((child_rel, entry.path))
+            try:
+                with os.scandir(fd) as it:
+                    entries = sorted(it, key=_name)
+                subdirs = []
+                prefix = rel + "/" if rel else ""
+                for entry in entries:
+                    child_rel = prefix + entry.name
+                    child = f"{path}/{entry.name}"
+                    if exclude is not None and _drop(exclude, relative_to(child_rel, base), entry):
+                        continue
+                    if ignoring and self.ignore.matches(child_rel):
+                        if entry.is_dir(follow_symlinks=False) and self._may_reinclude(child_rel):
+                            subdirs.append((child_rel, child))
+                        continue
+                    est = entry.stat(follow_symlinks=False)
+                    yield child_rel, child, est
+                    if is_dir(est.st_mode):
+                        subdirs.append((child_rel, child))
+            finally:
+                os.close(fd)
             stack.extend(reversed(subdirs))
 
     def _may_reinclude(self, rel: str) -> bool:
@@ -234,10 +242,36 @@ class SourceTree:
             self._new[name] = (stamp, digest)
         return digest
 
+    def _hash_new_files(self, entries: list) -> None:
+        """Hash the files no cache knows yet, a few at a time (workers.py)."""
+        from .workers import Batcher
+
+        batcher = Batcher(self._hash_batch)
+        try:
+            for _, path, st in entries:
+                if stat.S_ISREG(st.st_mode) and not self._is_known(path, st):
+                    batcher.add((path, st))
+            batcher.finish()
+        except BaseException:
+            batcher.abandon()
+            raise
+
+    def _hash_batch(self, batch: list) -> None:
+        for path, st in batch:
+            self.file_digest(path, st)
+
+    def _is_known(self, path: str, st: os.stat_result) -> bool:
+        if (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) in self._hash_cache:
+            return True
+        known = self._known.get(path)
+        return known is not None and known[0] == f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
     def digest(self, match: Match, exclude=None, base: str | None = None) -> str:
         """Content + metadata digest of a match (the whole subtree for a dir)."""
+        entries = list(self.walk(match, exclude, base))
+        self._hash_new_files(entries)
         h = hashlib.sha256()
-        for rel, path, st in self.walk(match, exclude, base):
+        for rel, path, st in entries:
             name = relative_to(rel, match.rel)
             mode = st.st_mode
             uid, gid = (0, 0) if self.is_context else (st.st_uid, st.st_gid)

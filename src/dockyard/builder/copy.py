@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from ..errors import BuildError
 from .context import Match, SourceTree, basename, relative_to, resolve_in_root
+from .workers import Batcher
 
 
 
@@ -245,23 +246,45 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_SENDFILE: set[tuple[int, int]] = set()   # (source dev, dest dev) where sendfile failed
 
 
+class _DirCursor:
+    """The directory files are being placed in, kept open: names are created
+    relative to its descriptor instead of walking the whole path each time."""
+
+    def __init__(self):
+        self._dir: tuple[str, int] | None = None     # (host path, fd)
+
+    def fd(self, path: str) -> int:
+        if self._dir is not None:
+            if self._dir[0] == path:
+                return self._dir[1]
+            self.close()
+        fd = os.open(path, _DIR)
+        self._dir = (path, fd)
+        return fd
+
+    def close(self) -> None:
+        if self._dir is not None:
+            os.close(self._dir[1])
+            self._dir = None
+
+
 class _Copier:
-    """Places files one directory at a time: names are created relative to
-    an open descriptor of their (already resolved) parent directory, and
-    owner, mode and times are set on the new file's descriptor."""
+    """Places files: each is created relative to an open descriptor of its
+    (already resolved) parent directory, and owner, mode and times are set
+    on the new file's descriptor. A directory's plain files are placed by a
+    few threads while the walk goes on (see workers.py)."""
 
     def __init__(self, tree: SourceTree, opts: CopyOptions, fs: RootFS):
         self.tree = tree
         self.opts = opts
         self.fs = fs
         self.links: dict[tuple[int, int], str] = {}
-        self._dir: tuple[str, int] | None = None     # the open parent: (host path, fd)
-        self._dest_dev: int | None = None
+        self.cursor = _DirCursor()
+        self._dest_dev = os.stat(fs.root).st_dev
+        self._aliased = False   # a source directory was merged through an image symlink
 
     def close(self) -> None:
-        if self._dir is not None:
-            os.close(self._dir[1])
-            self._dir = None
+        self.cursor.close()
 
     def _owner(self, st: os.stat_result) -> tuple[int, int]:
         if self.opts.chown is not None:
@@ -282,17 +305,6 @@ class _Copier:
             os.chmod(target, self._mode(st))
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
-    def _dir_fd(self, path: str) -> int:
-        if self._dir is not None:
-            if self._dir[0] == path:
-                return self._dir[1]
-            self.close()
-        fd = os.open(path, _DIR)
-        self._dir = (path, fd)
-        if self._dest_dev is None:
-            self._dest_dev = os.fstat(fd).st_dev
-        return fd
-
     def _clear_at(self, dfd: int, name: str, want_dir: bool) -> None:
         try:
             st = os.lstat(name, dir_fd=dfd)
@@ -306,13 +318,21 @@ class _Copier:
 
     def copy_file(self, src, st: os.stat_result, target) -> None:
         parent, name = os.path.split(os.fspath(target))
-        self._place(parent, name, os.fspath(src), st)
+        self._place(self.cursor, parent, name, os.fspath(src), st)
 
-    def _place(self, parent: str, name: str, src: str, st: os.stat_result) -> None:
+    def _place_all(self, batch: list) -> None:
+        cursor = _DirCursor()
+        try:
+            for parent, name, src, st in batch:
+                self._place(cursor, parent, name, src, st)
+        finally:
+            cursor.close()
+
+    def _place(self, cursor: _DirCursor, parent: str, name: str, src: str, st: os.stat_result) -> None:
         """Copy `src` (lstat `st`) to `name` in the host directory `parent`;
         whatever is in the way (not a directory) is replaced."""
         mode = st.st_mode
-        dfd = self._dir_fd(parent)
+        dfd = cursor.fd(parent)
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self.links:
@@ -370,19 +390,34 @@ class _Copier:
         _, top, top_st = next(walker)  # the source directory itself
         if root_meta:
             dirs.append((target, os.stat(top) if stat.S_ISLNK(top_st.st_mode) else top_st))
-        is_dir = stat.S_ISDIR
-        for rel, path, st in walker:
-            parent_rel, _, name = rel.rpartition("/")
-            parent, parent_in = placed.get(parent_rel) or self._parents(parent_rel, os.path.dirname(path),
-                                                                        placed, dirs)
-            if is_dir(st.st_mode):
-                dest_in = posixpath.join(parent_in, name)
-                dest = self._dir_at(f"{parent}/{name}", dest_in)
-                placed[rel] = (dest, dest_in)
-                dirs.append((dest, st))
-            else:
-                self._place(parent, name, path, st)
-        self.close()
+        is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
+        # Plain files go to threads; the walk, directories, links and the
+        # rest stay here. Each host path is placed once, so the threads never
+        # meet, unless an image symlink merges two source directories into
+        # one: from then on everything is placed here, in order.
+        batcher = Batcher(self._place_all)
+        try:
+            for rel, path, st in walker:
+                if self._aliased:
+                    batcher.finish()
+                parent_rel, _, name = rel.rpartition("/")
+                parent, parent_in = placed.get(parent_rel) or self._parents(parent_rel, os.path.dirname(path),
+                                                                            placed, dirs)
+                if is_dir(st.st_mode):
+                    dest_in = posixpath.join(parent_in, name)
+                    dest = self._dir_at(f"{parent}/{name}", dest_in)
+                    placed[rel] = (dest, dest_in)
+                    dirs.append((dest, st))
+                elif is_reg(st.st_mode) and st.st_nlink == 1 and not self._aliased:
+                    batcher.add((parent, name, path, st))
+                else:
+                    self._place(self.cursor, parent, name, path, st)
+            batcher.finish()
+        except BaseException:
+            batcher.abandon()
+            raise
+        finally:
+            self.close()
         # Directory metadata last, deepest first, so file writes don't bump mtimes.
         for dest, st in reversed(dirs):
             self.finish(dest, st)
@@ -399,6 +434,7 @@ class _Copier:
         if os.path.islink(dest):
             resolved = self.fs.resolve(dest_in)
             if os.path.isdir(resolved) and not os.path.islink(resolved):
+                self._aliased = True
                 return os.fspath(resolved)
             os.unlink(dest)
         elif not os.path.isdir(dest):
