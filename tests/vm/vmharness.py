@@ -48,7 +48,11 @@ for m in $(cat /modules); do insmod "/mods/$m" || echo "vm: insmod $m failed"; d
 opts=trans=virtio,version=9p2000.L,msize=262144
 mkdir -p /host
 mount -t 9p -o "$opts,ro,cache=loose" host /host || { echo "vm: no host share"; poweroff -f; }
+mkdir -p /ro
+mount --bind /host /ro
 for d in tmp run var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "/host/$d"; done
+# what the guest runs from, when it lives under one of those (a checkout in /tmp)
+for p in $(cat /keep); do mkdir -p "/host$p" && mount --bind "/ro$p" "/host$p"; done
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
@@ -169,6 +173,22 @@ def _cpio(files: dict[str, tuple[int, bytes]]) -> bytes:
     return gzip.compress(bytes(out), compresslevel=1)
 
 
+_TMPFS = ("/tmp", "/run", "/var/tmp")  # tmpfs in the guest
+
+
+def _kept_paths(paths: list[str]) -> list[str]:
+    """Those of `paths` (the repository, the interpreter) that the guest's tmpfs would hide."""
+    out: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in paths if p}):  # parents first
+        if any(path.startswith(k + "/") for k in out):
+            continue
+        if any(path.startswith(t + "/") for t in _TMPFS):
+            if " " in path:
+                raise VMUnavailable(f"cannot share {path!r} with the guest (a space in the path)")
+            out.append(path)
+    return out
+
+
 def initramfs(command: list[str], pythonpath: str) -> bytes:
     _, modules_dir = kernel()
     assert BUSYBOX is not None
@@ -184,6 +204,9 @@ def initramfs(command: list[str], pythonpath: str) -> bytes:
     files["init"] = (stat.S_IFREG | 0o755, _INIT.encode())
     files["command"] = (stat.S_IFREG | 0o644, " ".join(command).encode())
     files["pythonpath"] = (stat.S_IFREG | 0o644, pythonpath.encode())
+    keep = _kept_paths([str(REPO), sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+                        *pythonpath.split(":")])
+    files["keep"] = (stat.S_IFREG | 0o644, " ".join(keep).encode())
     return _cpio(files)
 
 
