@@ -108,8 +108,11 @@ def memory():
                "grep oom_kill /sys/fs/cgroup/memory.events", memory=48 * MiB)
     alone = run("dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1", memory=48 * MiB)
     fits = run("dd", "if=/dev/zero", "of=/dev/null", "bs=16M", "count=1", memory=48 * MiB)
+    swap = {str(value): parse(run("sh", "-c", show("memory.swap.max"), memory=32 * MiB,
+                                  memory_swap=value)["out"])["memory.swap.max"]
+            for value in (32 * MiB, 96 * MiB, -1)}
     return {"view": got, "files": parse(got["out"]), "over": over, "alone": alone["code"],
-            "fits": fits["code"]}
+            "fits": fits["code"], "swap": swap}
 
 
 @scenario

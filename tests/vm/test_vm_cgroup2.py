@@ -69,6 +69,11 @@ def test_memory_limit_in_the_containers_own_cgroup(guest):
     assert " - cgroup2 " in memory["view"]["out"]
 
 
+def test_memory_swap_is_swap_alone_on_cgroup2(guest):
+    # --memory-swap is memory plus swap; cgroup2's memory.swap.max counts swap alone
+    assert seen(guest, "memory")["swap"] == {str(32 * MiB): "0", str(96 * MiB): str(64 * MiB), "-1": "max"}
+
+
 def test_memory_limit_oom_kills_what_goes_over(guest):
     memory = seen(guest, "memory")
     assert memory["alone"] == 137  # SIGKILL from the OOM killer, as in Docker
