@@ -165,6 +165,9 @@ def ensure() -> None:
     """
     if os.geteuid() == 0:
         return
+    if len(os.listdir("/proc/self/task")) > 1:
+        raise RootlessError("rootless.ensure() must run before any thread starts: the kernel "
+                            "moves only a single-threaded process into a user namespace")
     outer = os.getuid()
     rundir = runtime_dir()
     lock = os.open(rundir / "ns.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -246,6 +246,12 @@ def test_python_api_enters_with_ensure(user, project):
     assert out.returncode == 0, out.stderr
     euid, active, _ = out.stdout.split(" ", 2)
     assert (euid, active) == ("0", "True")
+    late = ("import threading, time\n"
+            "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+            "from dockyard import rootless\n"
+            "try:\n    rootless.ensure()\nexcept rootless.RootlessError as e:\n    print(e)\n")
+    out = subprocess.run(cmd[:-1] + [late], capture_output=True, text=True, timeout=60, cwd=user.home)
+    assert "must run before any thread starts" in out.stdout, out.stderr
 
 
 def test_parallel_first_commands_share_one_namespace(make_user):
