@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import DockyardError
 
-__all__ = ["Mapping", "RootlessError", "active", "cgroups_delegated", "ensure", "id_mapped", "in_user_namespace", "mapping",
+__all__ = ["Mapping", "RootlessError", "active", "ensure", "id_mapped", "in_user_namespace", "mapping",
            "runtime_dir", "subordinate_ids"]
 
 _CLONE_NEWNS = 0x00020000
@@ -140,21 +140,6 @@ def runtime_dir(uid: int | None = None) -> Path:
         raise RootlessError(f"{path} is not a private directory of uid {uid}: remove it, "
                             "or set XDG_RUNTIME_DIR")
     return path
-
-
-def cgroups_delegated() -> bool:
-    """True when this process's cgroup is a cgroup2 directory it may write to,
-    so runc can make the container's cgroup (and its limits) below it."""
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return False
-    unified = [line[3:] for line in lines if line.startswith("0::")]
-    if len(lines) != 1 or not unified:
-        return False        # cgroup v1 or hybrid: no delegation to unprivileged users
-    path = Path("/sys/fs/cgroup") / unified[0].lstrip("/")
-    return os.access(path / "cgroup.procs", os.W_OK) and os.access(path, os.W_OK)
 
 
 def ensure() -> None:

@@ -45,10 +45,10 @@ RUN_PIDS_LIMIT = 4096
 
 def default_run_limits() -> oci.Limits | None:
     """The limits a RUN step gets unless the build says otherwise (see the module doc).
-    None rootless without a delegated cgroup: runc could not apply them."""
+    None rootless: the user may not make cgroups, so runc could not apply them."""
     from dockyard import rootless
 
-    if rootless.active() and not rootless.cgroups_delegated():
+    if rootless.active():
         return None
     try:
         with open("/proc/sys/kernel/pid_max", encoding="ascii") as fh:

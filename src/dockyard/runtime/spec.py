@@ -352,10 +352,10 @@ def make_spec(
     if limits is not None and limits != Limits():
         from dockyard import rootless
 
-        if rootless.active() and not rootless.cgroups_delegated():
+        if rootless.active():
             raise ContainerRuntimeError(
-                "resource limits need a cgroup: rootless, that is cgroup v2 with a cgroup "
-                "delegated to the user (systemd's Delegate=yes); this host has none")
+                "resource limits (--memory, --cpus, --pids-limit) need root: rootless "
+                "containers get no cgroup of their own")
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "maskedPaths": list(masked_paths),
