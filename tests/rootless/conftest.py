@@ -2,8 +2,9 @@
 
 The user gets a home under /tmp, a block of subordinate ids (its own lines in
 /etc/subuid and /etc/subgid, taken out again afterwards) and runs dockyard
-through `setpriv` with the system's python3 and this checkout's sources: the
-test runner's own interpreter may live where the user cannot reach.
+through `setpriv` with the system's python3, on a world-readable copy of this
+checkout's package and its dependencies: the checkout and the test runner's
+own interpreter may live where the user cannot reach (a clone under /root).
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ class User:
     subids: tuple[int, int] | None   # (start, count) of its subuid = subgid range
 
     def env(self) -> dict[str, str]:
-        paths = [str(Path(dockyard.__file__).parents[1]), str(Path(click.__file__).parents[1])]
         return {"HOME": str(self.home), "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-                "PYTHONPATH": ":".join(paths), "LANG": "C.UTF-8"}
+                "PYTHONPATH": str(_readable_packages()), "LANG": "C.UTF-8"}
 
     def run(self, *args: str, check: bool = True, timeout: float = 120,
             **kwargs) -> subprocess.CompletedProcess[str]:
@@ -60,6 +60,27 @@ class User:
 
     def runtime_dir(self) -> Path:
         return Path(f"/tmp/dockyard-{self.uid}")
+
+
+_PACKAGES: list[Path] = []
+
+
+def _readable_packages() -> Path:
+    """dockyard and what it imports, copied once per run where any user can read them."""
+    if not _PACKAGES:
+        import isal
+        import zstandard
+
+        top = Path(tempfile.mkdtemp(prefix="dockyard-rootless-py-", dir="/tmp"))
+        for mod in (dockyard, click, zstandard, isal):
+            src = Path(mod.__file__).parent
+            shutil.copytree(src, top / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                os.chmod(os.path.join(dirpath, name), 0o755 if name in dirnames else 0o644)
+        top.chmod(0o755)
+        _PACKAGES.append(top)
+    return _PACKAGES[0]
 
 
 def _lines(path: str, name: str) -> list[str]:
@@ -95,6 +116,7 @@ def _make_user(name: str, subids: bool) -> User:
                    capture_output=True)
     pw = pwd.getpwnam(name)
     _stop_pause(Path(f"/tmp/dockyard-{pw.pw_uid}"))   # left by an earlier user with this uid
+    _kill_leftovers(pw.pw_uid)
     os.chown(home, pw.pw_uid, pw.pw_gid)
     os.chmod(home, 0o755)
     rng = None
@@ -120,6 +142,17 @@ def _stop_pause(rundir: Path) -> None:
     except (OSError, ValueError):
         pass
     shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _kill_leftovers(uid: int) -> None:
+    """Namespace keepers of an earlier user that had this uid (a run killed before clean-up)."""
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and p.stat().st_uid == uid and \
+                    b"dockyard-rootless-pause" in (p / "cmdline").read_bytes():
+                os.kill(int(p.name), signal.SIGKILL)
+        except OSError:
+            pass   # ended meanwhile
 
 
 def _remove_user(user: User) -> None:
@@ -165,6 +198,8 @@ def make_user():
     yield make
     for user in made:
         _remove_user(user)
+    while _PACKAGES:
+        shutil.rmtree(_PACKAGES.pop(), ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
