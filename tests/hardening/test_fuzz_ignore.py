@@ -86,12 +86,3 @@ def test_ignore_corpus(path: Path):
     """Each file: patterns, a line `---`, then paths to match."""
     pats, _, paths = path.read_text().partition("\n---\n")
     check_matcher(parse_ignore(pats), [p for p in paths.splitlines() if p])
-
-
-@pytest.mark.parametrize("path", corpus_files("crashers/ignore"), ids=lambda p: p.name)
-def test_ignore_crashers(path: Path):
-    """Known hangs, kept until fixed (then move the file to corpus/ignore)."""
-    pats, _, paths = path.read_text().partition("\n---\n")
-    matcher = PatternMatcher(parse_ignore(pats))
-    for p in paths.splitlines():
-        clear_errors(matcher.matches, p, seconds=1)
