@@ -311,10 +311,11 @@ def test_a_bind_mount_shows_the_host_owners(ns_store, image):
         (host / "mine").write_text("x")
         os.chown(host / "mine", 1000, 1000)
         code, out, err = _run(ns_store, image, "sh", "-c", "ls -ln /h | tail -1; stat -c '%u' /h; "
-                              "touch /h/new", userns="auto", network="none", user="1000",
-                              mounts=[_bind(host, "/h")], rm=True)
+                              "touch /h/new; stat -c '%u:%g' /one-file", userns="auto", network="none",
+                              user="1000", mounts=[_bind(host, "/h"), _bind(host / "mine", "/one-file")],
+                              rm=True)
         assert code == 0, err
-        assert out.split()[2:4] == ["1000", "1000"] and out.splitlines()[-1] == "1000"
+        assert out.split()[2:4] == ["1000", "1000"] and out.splitlines()[-2:] == ["1000", "1000:1000"]
         assert os.stat(host / "new").st_uid == 1000
     finally:
         shutil.rmtree(host, ignore_errors=True)
