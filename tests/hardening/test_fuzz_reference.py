@@ -42,7 +42,13 @@ def check_reference(text: str) -> None:
     assert isinstance(ref, Reference)
     canonical = str(ref)
     assert Reference.parse(canonical) == ref, (text, canonical)
-    assert Reference.parse(ref.familiar) == ref, (text, ref.familiar)
+    first = ref.path.split("/")[0]
+    if ref.domain == "docker.io" and "/" in ref.path and ("." in first or first == "localhost"):
+        # Docker's short form is ambiguous here too: `docker images` shows
+        # docker.io/a.b/x as a.b/x, which names registry a.b.
+        assert ref.familiar.startswith(ref.path), (text, ref.familiar)
+    else:
+        assert Reference.parse(ref.familiar) == ref, (text, ref.familiar)
     assert parse_reference(canonical, default_tag=None) == ref
     assert str(Reference.parse(canonical)) == canonical
 
@@ -58,6 +64,8 @@ def check_reference(text: str) -> None:
 @example("busybox@sha256:" + "a" * 5000)
 @example("a" * 64)
 @example("sha256:" + "a" * 64)
+@example("docker.io/a.b/library")
+@example("docker.io/localhost/x:1")
 def test_fuzz_reference(text):
     check_reference(text)
 
