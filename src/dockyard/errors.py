@@ -17,6 +17,27 @@ class DockyardError(Exception):
     """Base of every error dockyard reports to a user as one line."""
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
+            "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def go_quote(text: str) -> str:
+    """Go's %q (strconv.Quote): double quotes, printable characters kept, the
+    rest escaped, so a message quoting hostile text stays on one line."""
+    out = ['"']
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x80
+                       else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
 class DockerfileError(DockyardError):
     def __init__(self, message: str, filename: str | None = None, line: int | None = None):
         self.message = message

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, replace
 
 from dockyard.errors import InvalidReference
+from dockyard.errors import go_quote as _quote
 from dockyard.image.digest import Digest
 from dockyard.image.errors import ImageFormatError
 
@@ -204,27 +205,6 @@ def _split_domain(s: str) -> tuple[str, str]:
     if first == DEFAULT_DOMAIN and "/" not in rest:
         rest = _OFFICIAL + rest
     return first, rest
-
-
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
-            "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def _quote(text: str) -> str:
-    """Go's %q (strconv.Quote): double quotes, printable characters kept, the
-    rest escaped, so a name with a line break still gives a one-line message."""
-    out = ['"']
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x80
-                       else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def shown_name(name: str) -> str:

@@ -199,11 +199,9 @@ def _alarm(signum, frame):
     raise Hang("no answer within the time limit")
 
 
-def clear_errors(fn, *args, seconds: float = 5.0, one_line: bool = True, **kw):
+def clear_errors(fn, *args, seconds: float = 5.0, **kw):
     """Call fn; return its result, or the DockyardError it raised (one line,
-    not empty). Anything else, or taking longer than `seconds`, fails.
-    `one_line=False` lets a message through that quotes a line break of its
-    input (a known bug of some messages; see the xfail tests)."""
+    not empty). Anything else, or taking longer than `seconds`, fails."""
     from dockyard.errors import DockyardError
 
     old = signal.signal(signal.SIGALRM, _alarm)
@@ -213,7 +211,7 @@ def clear_errors(fn, *args, seconds: float = 5.0, one_line: bool = True, **kw):
     except DockyardError as exc:
         text = str(exc)
         assert text.strip(), f"{type(exc).__name__} with an empty message"
-        assert not one_line or "\n" not in text, \
+        assert "\n" not in text, \
             f"{type(exc).__name__} message is not one line: {text!r}"
         return exc
     finally:

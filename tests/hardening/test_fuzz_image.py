@@ -138,10 +138,9 @@ def test_fuzz_image_bytes(data):
 @example("/" * 1000)
 def test_fuzz_digests_and_platforms(text):
     for parse in (Digest.parse, Platform.parse):
-        result = clear_errors(parse, text, one_line="\n" not in text)
+        result = clear_errors(parse, text)
         assert not isinstance(result, DockyardError) or isinstance(result, ImageFormatError)
-    result = clear_errors(Descriptor.from_json, {"mediaType": text, "digest": text, "size": 1},
-                          one_line="\n" not in text)
+    result = clear_errors(Descriptor.from_json, {"mediaType": text, "digest": text, "size": 1})
     assert not isinstance(result, DockyardError) or isinstance(result, ImageFormatError)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dockyard.errors import go_quote
 from dockyard.image.errors import ImageFormatError
 
 _MAX_INT64 = 2**63 - 1
@@ -85,7 +86,7 @@ def check_str_map(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise fail(where, f"must be an object of strings, got {describe(value)}")
     for key, item in value.items():
-        check_str(item, f'{where}["{key}"]')
+        check_str(item, f"{where}[{go_quote(key)}]")
     return value
 
 
@@ -95,7 +96,7 @@ def check_object_map(value: Any, where: str) -> dict[str, Any]:
         raise fail(where, f"must be an object, got {describe(value)}")
     for key, item in value.items():
         if not isinstance(item, dict):
-            raise fail(f'{where}["{key}"]', f"must be an object, got {describe(item)}")
+            raise fail(f"{where}[{go_quote(key)}]", f"must be an object, got {describe(item)}")
     return value
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from dockyard.errors import go_quote
 from dockyard.image._decode import (
     check_size,
     check_str,
@@ -60,7 +61,7 @@ class Descriptor:
             )
         if not is_valid_media_type(self.media_type):
             raise ImageFormatError(
-                f'descriptor has invalid media type "{self.media_type}"'
+                f"descriptor has invalid media type {go_quote(self.media_type)}"
             )
         check_size(self.size, "descriptor.size")
         object.__setattr__(self, "annotations", freeze_annotations(self.annotations))
@@ -70,7 +71,7 @@ class Descriptor:
             self.artifact_type
         ):
             raise ImageFormatError(
-                f'descriptor has invalid artifactType "{self.artifact_type}"'
+                f"descriptor has invalid artifactType {go_quote(self.artifact_type)}"
             )
 
     def to_json(self) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class Descriptor:
         media_type = check_str(require(obj, "mediaType", where), f"{where}.mediaType")
         if not is_valid_media_type(media_type):
             raise fail(
-                f"{where}.mediaType", f'"{media_type}" is not a valid media type'
+                f"{where}.mediaType", f"{go_quote(media_type)} is not a valid media type"
             )
         raw_digest = check_str(require(obj, "digest", where), f"{where}.digest")
         try:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard.errors import go_quote
 from dockyard.image.errors import ImageFormatError
 
 __all__ = ["SHA256", "SHA512", "Digest"]
@@ -36,12 +37,12 @@ class Digest:
         want = _HEX_LENGTH.get(self.algorithm)
         if want is None:
             raise ImageFormatError(
-                f'invalid digest "{self.algorithm}:{self.hex}": unsupported algorithm '
-                f'"{self.algorithm}" (want sha256 or sha512)'
+                f"invalid digest {go_quote(f'{self.algorithm}:{self.hex}')}: unsupported algorithm "
+                f"{go_quote(self.algorithm)} (want sha256 or sha512)"
             )
         if len(self.hex) != want or not _HEX.fullmatch(self.hex):
             raise ImageFormatError(
-                f'invalid digest "{self.algorithm}:{self.hex}": {self.algorithm} needs '
+                f"invalid digest {go_quote(f'{self.algorithm}:{self.hex}')}: {self.algorithm} needs "
                 f"{want} lowercase hex characters"
             )
 
@@ -51,7 +52,7 @@ class Digest:
             raise ImageFormatError(f"invalid digest {s!r}: not a string")
         algorithm, sep, encoded = s.partition(":")
         if not sep or not algorithm or not encoded:
-            raise ImageFormatError(f'invalid digest "{s}": want <algorithm>:<hex>')
+            raise ImageFormatError(f"invalid digest {go_quote(s)}: want <algorithm>:<hex>")
         return cls(algorithm, encoded)
 
     @classmethod

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dockyard.errors import go_quote
 from dockyard.image._decode import (
     check_str,
     check_str_list,
@@ -81,7 +82,7 @@ class Platform:
         )
         if not ok:
             raise ImageFormatError(
-                f'invalid platform "{s}": want os/arch or os/arch/variant'
+                f"invalid platform {go_quote(s)}: want os/arch or os/arch/variant"
             )
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
