@@ -40,12 +40,13 @@ def _finish(launch: Launch, code: int | None, error: BaseException | None,
     Docker leaves it, with the reason in State.Error.
     """
     ctr = launch.ctr
+    oom_killed = watch is not None and watch.result()
     if error is not None:
         exit_code = error.exit_code if isinstance(error, ContainerStartError) else 125
         ctr.save_state(Status="created", ExitCode=exit_code, Error=str(error), Pid=0)
     else:
         ctr.save_state(Status="exited", ExitCode=code if code is not None else 255, Pid=0,
-                       FinishedAt=now(), OOMKilled=watch is not None and watch.result())
+                       FinishedAt=now(), OOMKilled=oom_killed)
     release(ctr, launch.runtime, launch.slirp)
     if launch.opts.rm:
         # A detached --rm container may be waited for: keep its exit code a while.
@@ -89,6 +90,7 @@ def run_foreground(launch: Launch, *, stdin: int | None = None, stdout: int | No
         # it gets a group of its own and only the signals we forward.
         shares = in_fd is not None and os.isatty(in_fd)
         ctr.save_state(Status="running", StartedAt=now(), MonitorPid=os.getpid())
+        watch = _oom_watch(launch)
         if opts.tty and not (shares and _has_terminal()):
             # runc drives a terminal only from a controlling tty: give it a pty of ours.
             relay = PtyRelay(fd_sink(out_fd), in_fd)
@@ -99,7 +101,6 @@ def run_foreground(launch: Launch, *, stdin: int | None = None, stdout: int | No
         else:
             proc = rt.start_run(ctr.path("bundle"), ctr.id, log, stdin=in_fd, stdout=stdout,
                                 stderr=stderr, pid_file=ctr.path("pid"), new_group=not shares)
-        watch = _oom_watch(launch)
         sweep = _sweep_in_background(launch.store_root)
         try:
             status = wait_forwarding(proc, shares_terminal=shares, meanwhile=sweep)
@@ -126,7 +127,7 @@ def run_foreground(launch: Launch, *, stdin: int | None = None, stdout: int | No
 
 def _oom_watch(launch: Launch) -> OomWatch | None:
     # Only a memory limit makes the OOM killer pick from the container's cgroup.
-    return OomWatch(launch.ctr.path("pid")) if launch.opts.memory else None
+    return OomWatch(launch.ctr.id, launch.ctr.path("pid")) if launch.opts.memory else None
 
 
 def _sweep_in_background(store_root: Any) -> Callable[[], None]:
@@ -222,6 +223,7 @@ def _monitor(launch: Launch, status_fd: int) -> None:
         stdin = None
         if opts.interactive:  # an open pipe nobody writes: `-di sh` waits instead of seeing EOF
             stdin, stdin_keep = os.pipe()
+        watch = _oom_watch(launch)
         if opts.tty:
             relay = PtyRelay(lambda data: writer.write("stdout", data))
             proc = rt.start_run(ctr.path("bundle"), ctr.id, runc_log, pid_file=pid_file,
@@ -240,7 +242,6 @@ def _monitor(launch: Launch, status_fd: int) -> None:
                 threads.append(thread)
         if stdin is not None:
             os.close(stdin)
-        watch = _oom_watch(launch)
         while not pid_file.exists() and proc.poll() is None:
             time.sleep(0.002)
         if proc.poll() is not None and not pid_file.exists():

@@ -3,13 +3,19 @@
 runc removes the container's cgroup as soon as the container ends, and
 with it the `oom_kill` counter (memory.oom_control on cgroup v1,
 memory.events on v2). So a thread reads the counter while the cgroup
-lives: once at the start, and again whenever the kernel signals a memory
-event (v1: an eventfd registered in cgroup.event_control; v2: a poll
-wake-up on memory.events). It ends when the cgroup goes away.
+lives, whenever the kernel signals a memory event, until the cgroup goes.
+
+On cgroup v1 runc puts the container in `<our memory cgroup>/<id>`. The
+watch makes that cgroup and registers its eventfd (cgroup.event_control)
+before runc starts, so even a process that goes over its limit at once is
+seen. On v2 the cgroup is found from the container's pid once runc writes
+it, and memory.events is polled; a container that is killed before that
+is missed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -37,35 +43,46 @@ def _count(text: str) -> int:
     return 0
 
 
-def _memory_cgroup(pid: int) -> Path | None:
-    """The counter file of `pid`'s memory cgroup (v1 first, then v2)."""
+def _memory_cgroups(pid: int | str) -> tuple[Path | None, Path | None]:
+    """(v1 memory cgroup dir, v2 cgroup dir) of a process, from /proc/PID/cgroup."""
+    v1 = v2 = None
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text(encoding="utf-8").splitlines()
     except OSError:
-        return None
-    unified = None
+        return None, None
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
-            return _CGROUP_ROOT / "memory" / path.lstrip("/") / "memory.oom_control"
-        if controllers == "":
-            unified = _CGROUP_ROOT / path.lstrip("/") / "memory.events"
-    return unified if unified is not None and unified.exists() else None
+            v1 = _CGROUP_ROOT / "memory" / path.lstrip("/")
+        elif controllers == "":
+            v2 = _CGROUP_ROOT / path.lstrip("/")
+    return v1, v2
 
 
 class OomWatch:
-    """Watches a container's memory cgroup from when runc writes `pid_file`."""
+    """Watches the memory cgroup of container `name`; create it before runc starts."""
 
-    def __init__(self, pid_file: Path) -> None:
+    def __init__(self, name: str, pid_file: Path) -> None:
         self.killed = False
         self._pid_file = Path(pid_file)
         self._ended = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="oom-watch", daemon=True)
+        self._made: Path | None = None
+        self._event = -1
+        target = self._watch_v2
+        own, _ = _memory_cgroups("self")
+        if own is not None and own.is_dir():
+            with contextlib.suppress(OSError):
+                self._register_v1(own / name)
+                target = self._watch_v1
+        self._thread = threading.Thread(target=target, name="oom-watch", daemon=True)
         self._thread.start()
 
     def result(self, timeout: float = 1.0) -> bool:
         """Call once the container has ended."""
         self._ended.set()
+        if self._made is not None:
+            with contextlib.suppress(OSError):  # runc removed it, unless it never started
+                self._made.rmdir()
         self._thread.join(timeout)
         return self.killed
 
@@ -76,43 +93,48 @@ class OomWatch:
             self.killed = True
         return count is not None
 
-    def _watch(self) -> None:
+    def _register_v1(self, cgroup: Path) -> None:
+        try:
+            cgroup.mkdir()
+            self._made = cgroup
+        except FileExistsError:
+            pass
+        counter = cgroup / "memory.oom_control"
+        control = os.open(counter, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._event = os.eventfd(0, os.EFD_CLOEXEC)
+            (cgroup / "cgroup.event_control").write_text(f"{self._event} {control}", encoding="ascii")
+        except OSError:
+            if self._event >= 0:
+                os.close(self._event)
+            raise
+        finally:
+            os.close(control)
+        self._counter = counter
+
+    def _watch_v1(self) -> None:
+        try:
+            while self._see(self._counter) and not self.killed:
+                os.eventfd_read(self._event)  # an OOM in the cgroup, or its removal
+                # The event comes just before the kill is counted.
+                for _ in range(100):
+                    if not self._see(self._counter) or self.killed:
+                        return
+                    time.sleep(0.001)
+        finally:
+            os.close(self._event)
+
+    def _watch_v2(self) -> None:
         while not self._pid_file.exists():
             if self._ended.wait(0.005):
                 return
         try:
-            pid = int(self._pid_file.read_text(encoding="ascii").strip() or 0)
-        except (OSError, ValueError):
-            return
-        counter = _memory_cgroup(pid) if pid > 0 else None
-        if counter is None:
-            return
-        try:
-            if counter.name == "memory.oom_control":
-                self._watch_v1(counter)
-            else:
-                self._watch_v2(counter)
+            _, cgroup = _memory_cgroups(self._pid_file.read_text(encoding="ascii").strip())
+            fd = os.open(cgroup / "memory.events", os.O_RDONLY | os.O_CLOEXEC) if cgroup else -1
         except OSError:
-            self._see(counter)
-
-    def _watch_v1(self, counter: Path) -> None:
-        event = os.eventfd(0, os.EFD_CLOEXEC)
-        control = os.open(counter, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            (counter.parent / "cgroup.event_control").write_text(f"{event} {control}", encoding="ascii")
-            while self._see(counter) and not self.killed:
-                os.eventfd_read(event)  # an OOM in the cgroup, or its removal
-                # The event comes just before the kill is counted.
-                for _ in range(100):
-                    if not self._see(counter) or self.killed:
-                        return
-                    time.sleep(0.001)
-        finally:
-            os.close(event)
-            os.close(control)
-
-    def _watch_v2(self, counter: Path) -> None:
-        fd = os.open(counter, os.O_RDONLY | os.O_CLOEXEC)
+            return
+        if fd < 0:
+            return
         try:
             poller = select.poll()
             poller.register(fd, select.POLLPRI | select.POLLERR)
@@ -124,5 +146,7 @@ class OomWatch:
                 if self._ended.is_set():
                     return
                 poller.poll(50)
+        except OSError:
+            return
         finally:
             os.close(fd)
