@@ -166,3 +166,16 @@ def test_unpacker_cancelled_while_waiting_for_a_download(tmp_path):
     unpacker.cancel()  # the upper layer never came: the pull failed
     store.blobs.delete(diff_ids[0])
     _untouched(store)
+
+
+def test_gc_collects_the_snapshots_of_a_removed_image_and_keeps_the_others(tmp_path):
+    store = Store(tmp_path / "store")
+    load(store, _archive([GOOD], "base:1"))
+    two = load(store, _archive([GOOD, UPPER], "two:1"))[0][0]
+    store.untag("docker.io/library/two:1")
+    store.delete_image(two)
+    store.gc()
+    assert store.snapshot(_sha(GOOD)) is not None  # base:1 still uses it
+    assert store.snapshot(chain_ids([_sha(GOOD), _sha(UPPER)])[-1]) is None
+    assert len([p for p in store.snapshot_dir.iterdir() if p.name != "empty"]) == 1
+    assert check(store, repair=False).ok
