@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
-import ctypes.util
 import fcntl
 import hashlib
 import os
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BuildError, DockerfileError
+from ..runtime._libc import libc as _libc
 from ..runtime.spec import bind_mount
 from ..store.store import remove_tree
 from .context import Match, SourceTree, clean_source
@@ -347,8 +347,6 @@ def _secret_value(b, m: Mount) -> bytes | None:
     return value
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 
 
