@@ -87,11 +87,11 @@ def _tmpfs(spec: MountSpec) -> dict[str, Any]:
 
 def detach_idmapped(cdir: Path) -> None:
     """Take down the idmapped clones attached for a container (before its dir is deleted)."""
-    from dockyard.runtime.overlay import unmount
-    from dockyard.store.fsck import mounts_under
-
     attached = Path(cdir) / IDMAPPED_DIR
-    if attached.is_dir():
+    if attached.is_dir():  # only --userns=auto makes them: others skip the imports
+        from dockyard.runtime.overlay import unmount
+        from dockyard.store.fsck import mounts_under
+
         for point in mounts_under(attached):
             unmount(point)
 
