@@ -162,14 +162,52 @@ def test_unchanged_context_files_are_not_read_again(store, base_image, tmp_path,
     ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox:latest\nCOPY . /src/\n",
                                    "a.txt": "a", "sub/b.txt": "b"})
     first, _ = build(store, ctx)
+    rows = store.db.execute("SELECT path, stat, digest FROM filehash ORDER BY path").fetchall()
+    assert len(rows) == 3                              # Dockerfile, a.txt, sub/b.txt
 
-    def no_reads(*args, **kwargs):
-        raise AssertionError(f"context file read again: {args[0]}")
+    def no_reads(path, size):
+        raise AssertionError(f"context file read again: {path}")
 
-    monkeypatch.setattr(context_module, "open", no_reads, raising=False)
+    monkeypatch.setattr(context_module, "hash_file", no_reads)
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
     again, events = build(store, ctx)                  # a new process would see the same
+    store.db.set_trace_callback(None)
     assert again.id == first.id and len(events.kinds("cached")) == 1
+    assert not [s for s in statements if "filehash" in s and "INSERT" in s.upper()]
     monkeypatch.undo()
     (ctx / "a.txt").write_text("changed")
     changed, events = build(store, ctx)
     assert not events.kinds("cached")
+
+
+def test_context_stat_cache_sees_every_kind_of_change(store, base_image, tmp_path):
+    """Remembered hashes never hide a change: same-size edits with the mtime
+    put back, mode changes, added and removed files all miss; a touch or an
+    owner change alone (context files are copied as 0:0) keeps the cache."""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox:latest\nCOPY src/ /src/\n",
+                                   "src/a.txt": "aaaa", "src/sub/b.txt": "b"})
+    a = ctx / "src/a.txt"
+
+    def cached() -> bool:
+        image, events = build(store, ctx)
+        return len(events.kinds("cached")) == 1
+
+    assert not cached() and cached()
+    st = os.stat(a)
+    a.write_text("AAAA")                               # same size, same mtime
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not cached()
+    assert run_output(store, build(store, ctx)[0], ["cat", "/src/a.txt"]) == "AAAA"
+    os.utime(a, (1, 1))
+    assert cached()
+    os.chown(a, 1234, 1234)
+    assert cached()
+    os.chmod(a, 0o600)
+    assert not cached()
+    (ctx / "src/sub/new.txt").write_text("")
+    assert not cached()
+    (ctx / "src/sub/new.txt").unlink()
+    assert cached()                                    # back to a state built before
+    (ctx / "src/sub/b.txt").unlink()
+    assert not cached()

@@ -227,63 +227,72 @@ class SourceTree:
 
     def file_digest(self, path, st: os.stat_result) -> str:
         name = os.fspath(path)
-        key = (name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        cached = self._hash_cache.get(key)
-        if cached:
-            return cached
-        stamp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-        known = self._known.get(name)
-        if known is not None and known[0] == stamp:
-            self._hash_cache[key] = known[1]
-            return known[1]
-        digest = hash_file(name, st.st_size)
-        self._hash_cache[key] = digest
-        if self._db is not None:
-            self._new[name] = (stamp, digest)
-        return digest
+        return self._file_digests([(name, st)])[0]
 
-    def _hash_new_files(self, entries: list) -> None:
-        """Hash the files no cache knows yet, a few at a time (workers.py)."""
+    def _file_digests(self, files: list) -> list[str]:
+        """Content hashes of regular files given as (path, lstat): from this
+        build's memory, then the store's table when the stat data still
+        matches, else read (a few files at a time, workers.py)."""
+        cache, known = self._hash_cache, self._known
+        out: list = []
+        unknown: list = []
+        for name, st in files:
+            stamp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+            digest = cache.get((name, stamp))
+            if digest is None:
+                row = known.get(name)
+                if row is not None and row[0] == stamp:
+                    digest = cache[(name, stamp)] = row[1]
+                else:
+                    unknown.append((len(out), name, st, stamp))
+            out.append(digest)
+        if unknown:
+            self._hash_unknown(unknown, out)
+        return out
+
+    def _hash_unknown(self, unknown: list, out: list) -> None:
         from .workers import Batcher
 
-        batcher = Batcher(self._hash_batch)
+        def work(batch):
+            for i, name, st, _ in batch:
+                out[i] = hash_file(name, st.st_size)
+
+        batcher = Batcher(work)
         try:
-            for _, path, st in entries:
-                if stat.S_ISREG(st.st_mode) and not self._is_known(path, st):
-                    batcher.add((path, st))
+            for item in unknown:
+                batcher.add(item)
             batcher.finish()
         except BaseException:
             batcher.abandon()
             raise
-
-    def _hash_batch(self, batch: list) -> None:
-        for path, st in batch:
-            self.file_digest(path, st)
-
-    def _is_known(self, path: str, st: os.stat_result) -> bool:
-        if (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) in self._hash_cache:
-            return True
-        known = self._known.get(path)
-        return known is not None and known[0] == f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        for i, name, _, stamp in unknown:
+            self._hash_cache[(name, stamp)] = out[i]
+            if self._db is not None:
+                self._new[name] = (stamp, out[i])
 
     def digest(self, match: Match, exclude=None, base: str | None = None) -> str:
         """Content + metadata digest of a match (the whole subtree for a dir)."""
         entries = list(self.walk(match, exclude, base))
-        self._hash_new_files(entries)
-        h = hashlib.sha256()
+        is_reg, is_lnk, fmt, perm = stat.S_ISREG, stat.S_ISLNK, stat.S_IFMT, stat.S_IMODE
+        hashes = iter(self._file_digests([(path, st) for _, path, st in entries if is_reg(st.st_mode)]))
+        cut = len(match.rel) + 1 if match.rel else 0
+        parts = []
+        add = parts.append
         for rel, path, st in entries:
-            name = relative_to(rel, match.rel)
+            name = rel[cut:]
             mode = st.st_mode
-            uid, gid = (0, 0) if self.is_context else (st.st_uid, st.st_gid)
-            h.update(f"{name}\0{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode):o}\0{uid}:{gid}\0".encode())
-            if stat.S_ISREG(mode):
-                h.update(f"{st.st_size}\0{self.file_digest(path, st)}\0".encode())
-            elif stat.S_ISLNK(mode):
-                h.update(os.readlink(path).encode() + b"\0")
+            owner = "0:0" if self.is_context else f"{st.st_uid}:{st.st_gid}"
+            head = f"{name}\0{fmt(mode)}\0{perm(mode):o}\0{owner}\0"
+            if is_reg(mode):
+                add(f"{head}{st.st_size}\0{next(hashes)}\0\n")
+            elif is_lnk(mode):
+                add(f"{head}{os.readlink(path)}\0\n")
             elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                h.update(f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}\0".encode())
-            h.update(b"\n")
-        return "sha256:" + h.hexdigest()
+                add(f"{head}{os.major(st.st_rdev)},{os.minor(st.st_rdev)}\0\n")
+            else:
+                add(head + "\n")
+        # one buffer hashed in one call; the bytes are what entry-by-entry updates gave
+        return "sha256:" + hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def hash_file(path: str, size: int) -> str:
