@@ -97,9 +97,8 @@ class SourceTree:
         self.root = Path(root)
         self.ignore = ignore
         self.is_context = is_context
-        self._hash_cache: dict[tuple, str] = {}
         self._db = None                       # a store's db: content hashes kept across builds
-        self._known: dict[str, tuple[str, str]] = {}
+        self._known: dict[str, tuple[str, str]] = {}   # path: (stat stamp, digest)
         self._new: dict[str, tuple[str, str]] = {}
 
     def remember_hashes(self, db) -> None:
@@ -230,22 +229,20 @@ class SourceTree:
         return self._file_digests([(name, st)])[0]
 
     def _file_digests(self, files: list) -> list[str]:
-        """Content hashes of regular files given as (path, lstat): from this
-        build's memory, then the store's table when the stat data still
-        matches, else read (a few files at a time, workers.py)."""
-        cache, known = self._hash_cache, self._known
+        """Content hashes of regular files given as (path, lstat): remembered
+        ones while the stat data still matches, else read (a few files at a
+        time, workers.py)."""
+        known = self._known
         out: list = []
         unknown: list = []
         for name, st in files:
             stamp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-            digest = cache.get((name, stamp))
-            if digest is None:
-                row = known.get(name)
-                if row is not None and row[0] == stamp:
-                    digest = cache[(name, stamp)] = row[1]
-                else:
-                    unknown.append((len(out), name, st, stamp))
-            out.append(digest)
+            row = known.get(name)
+            if row is not None and row[0] == stamp:
+                out.append(row[1])
+            else:
+                unknown.append((len(out), name, st, stamp))
+                out.append(None)
         if unknown:
             self._hash_unknown(unknown, out)
         return out
@@ -266,7 +263,7 @@ class SourceTree:
             batcher.abandon()
             raise
         for i, name, _, stamp in unknown:
-            self._hash_cache[(name, stamp)] = out[i]
+            self._known[name] = (stamp, out[i])
             if self._db is not None:
                 self._new[name] = (stamp, out[i])
 
