@@ -27,6 +27,11 @@ def test_blob_digest_checked_and_nothing_left_on_mismatch(tmp_path):
         s.blobs.put_bytes(b"other", expected=good.replace("2", "3", 1))
     assert list(s.blobs.ingest_dir.iterdir()) == []
     assert len(s.blobs.all()) == 1
+    assert s.blobs.put_bytes(b"hello") == good          # again: the blob that is there
+    with pytest.raises(StoreError, match="digest mismatch"):
+        s.blobs.put_bytes(b"hello", expected=good.replace("2", "3", 1))
+    assert list(s.blobs.ingest_dir.iterdir()) == []
+    assert s.blobs.read_bytes(good) == b"hello" and len(s.blobs.all()) == 1
 
 
 def test_images_tags_lookup_by_id_prefix_and_digest(tmp_path):
