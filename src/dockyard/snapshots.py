@@ -4,8 +4,9 @@ Each layer of an image chain is unpacked once into its own directory
 (``snapshots/<n>/fs``); a root filesystem is an overlay mount of those
 directories with a fresh upper directory on top, and the upper directory of
 a RUN or COPY step becomes the next snapshot as it is: nothing is copied.
-Layers are applied through an overlay mount of their parents, so whiteouts
-become overlayfs whiteouts and symlinks resolve against the real parent tree.
+Layers that need it are applied through an overlay mount of their parents, so
+whiteouts become overlayfs whiteouts and symlinks resolve against the real
+parent tree; the others are written straight into their directory (layer.merge).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Snapshotter:
 
     def _unpack(self, diff_id: str, chain: str, parent: str | None, below: list[Path]) -> Path:
         from .layer import apply_layer
+        from .layer.merge import needs_merge
 
         if self.fetch is not None and not self.store.blobs.has(diff_id):
             self.fetch(diff_id)
@@ -60,10 +62,11 @@ class Snapshotter:
         try:
             (snap / "fs").mkdir()
             with self.store.blobs.open(diff_id) as stream:
-                if below:
-                    with self.mounted(list(reversed(below)), snap) as root:
+                lowers = list(reversed(below))
+                if needs_merge(stream, lowers):
+                    with self.mounted(lowers, snap) as root:
                         apply_layer(stream, root)
-                else:  # nothing below: no whiteout can matter, write the dir itself
+                else:  # only adds beside or over what is below: write the dir itself
                     apply_layer(stream, snap / "fs")
             path = self.store.add_snapshot(chain, snap, parent, diff_id)
         except BaseException:

@@ -179,3 +179,92 @@ def test_gc_collects_the_snapshots_of_a_removed_image_and_keeps_the_others(tmp_p
     assert store.snapshot(chain_ids([_sha(GOOD), _sha(UPPER)])[-1]) is None
     assert len([p for p in store.snapshot_dir.iterdir() if p.name != "empty"]) == 1
     assert check(store, repair=False).ok
+
+
+def _entries(specs: list[tuple[str, str, object, int, int]]) -> bytes:
+    """(name, kind 'dir'|'file'|'link', data or link target, mode, uid)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, data, mode, uid in specs:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode, info.uid, info.gid = 1_700_000_000, mode, uid, uid
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, str(data)
+                tf.addfile(info)
+            else:
+                info.size = len(data)  # type: ignore[arg-type]
+                tf.addfile(info, io.BytesIO(data))  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _merged_listing(store: Store, diff_ids: list[str], tmp_path) -> dict[str, tuple]:
+    """What a container of the image sees: path -> (kind, mode, uid, content or target)."""
+    from dockyard.snapshots import Snapshotter
+
+    snaps = Snapshotter(store)
+    upper = tmp_path / "view"
+    upper.mkdir()
+    (upper / "fs").mkdir()
+    out = {}
+    with snaps.mounted(snaps.lowers(diff_ids), upper) as root:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                full = os.path.join(dirpath, name)
+                st = os.lstat(full)
+                rel = os.path.relpath(full, root)
+                if stat.S_ISLNK(st.st_mode):
+                    what = os.readlink(full)
+                elif stat.S_ISREG(st.st_mode):
+                    what = open(full, "rb").read()
+                else:
+                    what = None
+                out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, what)
+    return out
+
+
+BASE = _entries([("etc", "dir", None, 0o755, 0), ("etc/hostname", "file", b"box\n", 0o644, 0),
+                 ("opt", "dir", None, 0o700, 5), ("opt/old", "file", b"old\n", 0o600, 5),
+                 ("usr", "dir", None, 0o755, 0), ("usr/lib", "dir", None, 0o755, 0),
+                 ("lib", "link", "usr/lib", 0o777, 0)])
+
+
+@pytest.mark.parametrize("layer, expect", [
+    # adds beside what is below: written straight into its directory
+    (_entries([("etc", "dir", None, 0o750, 0), ("etc/new", "file", b"new\n", 0o644, 0)]),
+     {"etc": (stat.S_IFDIR, 0o750, 0, None), "etc/new": (stat.S_IFREG, 0o644, 0, b"new\n"),
+      "etc/hostname": (stat.S_IFREG, 0o644, 0, b"box\n")}),
+    # an implied parent keeps the owner and mode it has below (overlay copy-up)
+    (_entries([("opt/new", "file", b"new\n", 0o644, 0)]),
+     {"opt": (stat.S_IFDIR, 0o700, 5, None), "opt/new": (stat.S_IFREG, 0o644, 0, b"new\n"),
+      "opt/old": (stat.S_IFREG, 0o600, 5, b"old\n")}),
+    # an entry under a lower symlink lands where the link points, inside the root
+    (_entries([("lib/x.so", "file", b"so\n", 0o644, 0)]),
+     {"lib": (stat.S_IFLNK, 0o777, 0, "usr/lib"), "usr/lib/x.so": (stat.S_IFREG, 0o644, 0, b"so\n")}),
+    # a file over a lower directory hides all of it
+    (_entries([("opt", "file", b"flat\n", 0o644, 0)]),
+     {"opt": (stat.S_IFREG, 0o644, 0, b"flat\n"), "opt/old": None}),
+])
+def test_a_layer_on_top_shows_what_docker_would(tmp_path, layer, expect):
+    store = Store(tmp_path / "store")
+    load(store, _archive([BASE, layer], "top:1"))
+    seen = _merged_listing(store, [_sha(BASE), _sha(layer)], tmp_path)
+    for path, want in expect.items():
+        assert seen.get(path) == want, path
+    assert check(store, repair=False).ok
+
+
+def test_a_directory_deleted_below_and_made_again_shows_only_its_new_content(tmp_path):
+    store = Store(tmp_path / "store")
+    gone = _entries([("opt/.wh..wh..opq", "file", b"", 0o644, 0), ("etc", "dir", None, 0o755, 0),
+                     ("etc/.wh.hostname", "file", b"", 0o644, 0)])
+    again = _entries([("etc", "dir", None, 0o755, 0), ("etc/hostname", "dir", None, 0o755, 0),
+                      ("etc/hostname/x", "file", b"x\n", 0o644, 0),
+                      ("opt", "dir", None, 0o755, 0), ("opt/new", "file", b"n\n", 0o644, 0)])
+    layers = [BASE, gone, again]
+    load(store, _archive(layers, "again:1"))
+    seen = _merged_listing(store, [_sha(x) for x in layers], tmp_path)
+    assert seen["etc/hostname"][0] == stat.S_IFDIR and seen["etc/hostname/x"][3] == b"x\n"
+    assert "opt/old" not in seen and seen["opt/new"][3] == b"n\n"
