@@ -18,6 +18,7 @@ __all__ = ["BadRequest", "Connection", "ProtocolError", "Reply", "Stale"]
 
 MAX_LINE = 65536
 MAX_HEADERS = 128
+MAX_INTERIM = 16  # 1xx answers before the real one: a server could send them forever
 _NO_BODY = frozenset({204, 304})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -70,11 +71,13 @@ class Connection:
         names = {k.lower() for k, _ in headers}
         lines = [f"{method} {target} HTTP/1.1"]
         if "host" not in names:
+            if any(c <= " " or c >= "\x7f" for c in host):
+                raise BadRequest(f"refusing a host with spaces or control characters: {host!r}")
             lines.append(f"Host: {host}")
         for k, v in headers:
             _check_token(k)
-            if "\r" in v or "\n" in v:
-                raise BadRequest(f"refusing a line break in header {k}")
+            if any((c < " " and c != "\t") or c == "\x7f" or c > "\xff" for c in v):
+                raise BadRequest(f"refusing a line break or control character in header {k}")
             lines.append(f"{k}: {v}")
         chunked = False
         if "content-length" not in names and "transfer-encoding" not in names:
@@ -110,7 +113,7 @@ class Reply:
 
     def __init__(self, rfile, method: str):
         self._rfile = rfile
-        while True:
+        for _ in range(MAX_INTERIM + 1):
             try:
                 line = rfile.readline(MAX_LINE + 1)
             except ConnectionResetError:
@@ -122,6 +125,8 @@ class Reply:
             if 100 <= status < 200 and status != 101:
                 continue  # an interim answer; the real one follows
             break
+        else:
+            raise ProtocolError(f"more than {MAX_INTERIM} interim answers")
         self.status, self.reason, self.headers = status, reason, headers
         connection = {t.strip().lower() for v in self.get_all("connection") for t in v.split(",")}
         self.will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
@@ -138,7 +143,7 @@ class Reply:
                 raise ProtocolError(f"unsupported transfer encoding {', '.join(encodings)}")
             self.chunked = True
         elif lengths:
-            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            if len(lengths) != 1 or not _is_number(next(iter(lengths))):
                 raise ProtocolError(f"bad Content-Length {', '.join(sorted(lengths))}")
             self.remaining = int(lengths.pop())
         else:
@@ -194,9 +199,15 @@ def _status_line(line: bytes) -> tuple[str, int, str]:
         raise ProtocolError("status line too long")
     parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
     if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0") or len(parts[1]) != 3 \
-            or not parts[1].isdigit():
+            or not _is_number(parts[1]):
         raise ProtocolError(f"not an HTTP/1.1 answer: {line[:40]!r}")
     return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit also takes "²", which int() refuses), and
+    few enough for int(): its digit limit would raise, and 19 is 10**19 bytes."""
+    return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
 
 
 def _header_lines(rfile) -> list[tuple[str, str]]:
