@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
+import subprocess
 
 import pytest
 
@@ -46,6 +49,33 @@ def test_new_named_volume_is_seeded_from_the_image(ctr_run, data_image, run_stor
     assert again == ["new", "seed.txt", "sub"]
     nocopy = [MountSpec("volume", "/data", "empty-one", nocopy=True)]
     assert ctr_run("ls", "-A", "/data", image=data_image, mounts=nocopy, rm=True).out == ""
+
+
+def test_an_empty_image_directory_seeds_a_volume_as_cp_a_does(run_store, tmp_path):
+    # An image VOLUME is mostly an empty directory: its owner, mode, times and
+    # xattrs must reach the new volume just as `cp -a` copies them.
+    src = tmp_path / "src"
+    src.mkdir()
+    with contextlib.suppress(OSError):  # user xattrs where the filesystem takes them
+        os.setxattr(src, "user.note", b"kept")
+    os.chown(src, 1000, 1001)
+    os.chmod(src, 0o2751)
+    os.utime(src, ns=(1_000_000_000, 2_000_000_000))
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    subprocess.run(["cp", "-a", "--", f"{src}/.", f"{ref}/"], check=True)
+
+    def attrs(path):
+        st = os.lstat(path)
+        return (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                {name: os.getxattr(path, name) for name in os.listxattr(path)})
+
+    volumes = VolumeStore(run_store.root)
+    volume = volumes.create("fresh")
+    volumes.seed(volume, src)
+    assert attrs(volume.data) == attrs(ref)
+    assert attrs(ref)[:4] == (1000, 1001, 0o2751, 2_000_000_000)
+    assert list(volume.data.iterdir()) == []
 
 
 def test_image_volumes_get_anonymous_volumes(ctr_run, data_image, run_store):

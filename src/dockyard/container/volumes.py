@@ -15,11 +15,13 @@ ids the container sees; under --userns=auto the volume is mounted idmapped
 from __future__ import annotations
 
 import builtins
+import errno
 import fcntl
 import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +168,9 @@ class VolumeStore:
             fcntl.flock(fd, fcntl.LOCK_EX)  # two containers may share a new volume
             if any(os.scandir(volume.data)):
                 return
+            if into is None and as_container is None and not any(os.scandir(source)):
+                _copy_dir_attrs(source, volume.data)  # what cp -a does for an empty directory
+                return
             proc = subprocess.run(["cp", "-a", "--", f"{source}/.", f"{into or volume.data}/"],
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
                                   preexec_fn=as_container)
@@ -174,3 +179,22 @@ class VolumeStore:
                 raise VolumeError(f"copying image content into volume {volume.name}: {detail[0]}")
         finally:
             os.close(fd)
+
+
+def _copy_dir_attrs(source: Path, dest: Path) -> None:
+    # No spawn of cp for an empty directory (an image VOLUME usually is one):
+    # its xattrs, owner, mode and times, as `cp -a` keeps them.
+    st = os.lstat(source)
+    for name in os.listxattr(source, follow_symlinks=False):
+        try:
+            os.setxattr(dest, name, os.getxattr(source, name, follow_symlinks=False),
+                        follow_symlinks=False)
+        except OSError:
+            pass  # cp -a also skips the xattrs this filesystem or user cannot set
+    try:
+        os.chown(dest, st.st_uid, st.st_gid, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EINVAL):  # unmapped ids: cp -a goes on too
+            raise VolumeError(f"copying the owner of {source}: {exc.strerror}") from exc
+    os.chmod(dest, stat.S_IMODE(st.st_mode))
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
