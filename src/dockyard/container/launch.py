@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +76,18 @@ def container_runtime(store_root: Path) -> Runtime:
     return Runtime(binary, state) if binary else find_runtime(state)
 
 
-@dataclass
 class Launch:
     """A created container, ready for its supervisor."""
 
-    ctr: Container
-    runtime: Runtime
-    opts: RunOptions
-    store_root: Path
-    slirp: net.Slirp | None = None
-    ports: list[PortSpec] = field(default_factory=list)
+    # A plain class, not a dataclass: building one costs ~3M instructions at every start.
+    def __init__(self, ctr: Container, runtime: Runtime, opts: RunOptions, store_root: Path,
+                 slirp: net.Slirp | None = None, ports: list[PortSpec] | None = None):
+        self.ctr = ctr
+        self.runtime = runtime
+        self.opts = opts
+        self.store_root = store_root
+        self.slirp = slirp
+        self.ports = [] if ports is None else ports
 
     def network_ready(self) -> None:
         """Wait for slirp4netns and publish the ports (before the process starts)."""

@@ -20,7 +20,6 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +42,14 @@ _MAX_LINKS = 40
 _KERNEL_TOPS = frozenset(p.strip("/") for p in KERNEL_MOUNT_ROOTS)
 
 
-@dataclass
 class PreparedMounts:
-    oci: list[dict[str, Any]]       # OCI mount entries, in order
-    inspect: list[dict[str, Any]]   # Docker's "Mounts" of the container
-    anonymous: list[str]            # anonymous volume names this container created
-    sources: dict[str, str | None]  # destination -> host directory (None: tmpfs)
+    # A plain class, not a dataclass: building one costs ~3M instructions at every start.
+    def __init__(self, oci: list[dict[str, Any]], inspect: list[dict[str, Any]], anonymous: list[str],
+                 sources: dict[str, str | None]):
+        self.oci = oci              # OCI mount entries, in order
+        self.inspect = inspect      # Docker's "Mounts" of the container
+        self.anonymous = anonymous  # anonymous volume names this container created
+        self.sources = sources      # destination -> host directory (None: tmpfs)
 
 
 def find_init() -> str:

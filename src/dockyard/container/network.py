@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,18 +100,20 @@ def remove_netns(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-@dataclass
 class Slirp:
     """A starting slirp4netns: `wait_ready`, then `publish`; `exit_fd` keeps it alive."""
 
-    proc: subprocess.Popen[bytes]
-    ready_fd: int
-    exit_fd: int
-    api_socket: Path
-    log: Path
-    netns: Path | None = None
-    exit_watch: int = -1  # a read end of the exit pipe, for the UDP proxy; closed once published
-    proxy: subprocess.Popen[bytes] | None = None
+    # A plain class, not a dataclass: building one costs ~3M instructions at every start.
+    def __init__(self, proc: subprocess.Popen[bytes], ready_fd: int, exit_fd: int, api_socket: Path,
+                 log: Path, netns: Path | None = None, exit_watch: int = -1):
+        self.proc = proc
+        self.ready_fd = ready_fd
+        self.exit_fd = exit_fd
+        self.api_socket = api_socket
+        self.log = log
+        self.netns = netns
+        self.exit_watch = exit_watch  # a read end of the exit pipe, for the UDP proxy; closed once published
+        self.proxy: subprocess.Popen[bytes] | None = None
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         import select

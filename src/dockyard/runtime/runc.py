@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeAlias
 
@@ -76,13 +75,19 @@ def _runtime_errors(log_path: Path) -> list[str]:
     return errors
 
 
-@dataclass(frozen=True)
 class Runtime:
     """One OCI runtime binary with its own state directory."""
 
-    binary: str
-    state_root: Path
-    name: str = "runc"
+    # A plain class, not a dataclass: building one costs ~3M instructions at every start.
+    __slots__ = ("binary", "name", "state_root")
+
+    def __init__(self, binary: str, state_root: Path, name: str = "runc"):
+        self.binary = binary
+        self.state_root = state_root
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Runtime({self.binary!r}, {str(self.state_root)!r}, {self.name!r})"
 
     def _base(self, log: Path | None = None) -> list[str]:
         cmd = [self.binary, "--root", str(self.state_root)]
