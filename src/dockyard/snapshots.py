@@ -53,8 +53,8 @@ class Snapshotter:
         return list(reversed(dirs)) or [self._empty]
 
     def _unpack(self, diff_id: str, chain: str, parent: str | None, below: list[Path]) -> Path:
-        from .layer import apply_layer
-        from .layer.merge import needs_merge
+        from .layer.apply import Refused, apply_layer
+        from .layer.merge import checker
 
         if self.fetch is not None and not self.store.blobs.has(diff_id):
             self.fetch(diff_id)
@@ -63,11 +63,14 @@ class Snapshotter:
             (snap / "fs").mkdir()
             with self.store.blobs.open(diff_id) as stream:
                 lowers = list(reversed(below))
-                if needs_merge(stream, lowers):
+                try:  # most layers only add beside or over what is below: write the dir itself
+                    apply_layer(stream, snap / "fs", checker(lowers) if lowers else None)
+                except Refused:  # this one needs overlay semantics: start again, mounted
+                    remove_tree(snap / "fs")
+                    (snap / "fs").mkdir()
+                    stream.seek(0)
                     with self.mounted(lowers, snap) as root:
                         apply_layer(stream, root)
-                else:  # only adds beside or over what is below: write the dir itself
-                    apply_layer(stream, snap / "fs")
             path = self.store.add_snapshot(chain, snap, parent, diff_id)
         except BaseException:
             remove_tree(snap)

@@ -31,7 +31,7 @@ import stat
 import tarfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from dockyard.errors import LayerError
 from dockyard.layer.compress import compression_of, open_layer, zstandard
@@ -52,19 +52,26 @@ _DEVICE_TYPES = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK,
                  tarfile.FIFOTYPE: stat.S_IFIFO}
 
 
-def apply_layer(stream: BinaryIO, root: Path) -> None:
+class Refused(Exception):
+    """`accept` said no to an entry: nothing more was applied."""
+
+
+def apply_layer(stream: BinaryIO, root: Path,
+                accept: Callable[[tarfile.TarInfo], bool] | None = None) -> None:
     """Apply the layer tar read from `stream` (plain, gzip, bzip2, xz, or zstd
     when available) to the directory `root`. Raises LayerError on a hostile or
-    unreadable archive; entries before the bad one stay applied."""
+    unreadable archive; entries before the bad one stay applied. With
+    `accept`, each entry is first shown to it, and Refused is raised at the
+    first it does not accept."""
     source = _Seekable.of(stream)
     if source is not None:  # a plain tar we can seek in: read headers, copy data by offset
         with Root(root) as rootfs, _headers(source) as headers:
-            _Applier(rootfs, source).run(headers, "r:")
+            _Applier(rootfs, source, accept).run(headers, "r:")
         return
     reader = open_layer(stream)
     try:
         with Root(root) as rootfs:
-            _Applier(rootfs).run(reader, "r|")
+            _Applier(rootfs, None, accept).run(reader, "r|")
     finally:
         reader.close()
 
@@ -161,9 +168,11 @@ class _Seekable:
 
 
 class _Applier:
-    def __init__(self, root: Root, source: _Seekable | None = None):
+    def __init__(self, root: Root, source: _Seekable | None = None,
+                 accept: Callable[[tarfile.TarInfo], bool] | None = None):
         self.root = root
         self.source = source
+        self.accept = accept
         self.chown = os.geteuid() == 0  # without root, owners cannot be set
         self.umask = _umask()
         self.written: set[tuple[str, ...]] = set()  # resolved paths this layer wrote
@@ -179,6 +188,8 @@ class _Applier:
                 return
             with tarfile.open(fileobj=reader, mode=mode) as tar:
                 for member in tar:
+                    if self.accept is not None and not self.accept(member):
+                        raise Refused(member.name)
                     self.apply(tar, member)
         except _UNREADABLE as exc:
             raise LayerError(f"unreadable layer tar: {exc}") from None

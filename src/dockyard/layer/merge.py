@@ -14,13 +14,11 @@ name the layer itself made a non-directory.
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Callable
 
 from dockyard.layer.rootfs import clean
 
@@ -28,37 +26,12 @@ _OPAQUE = ("trusted.overlay.opaque", "user.overlay.opaque")
 _DIR, _OTHER = "dir", "other"
 
 
-def needs_merge(stream: BinaryIO, lowers: list[Path]) -> bool:
-    """True unless the plain tar in `stream` can be applied to an empty dir
-    that is then stacked on `lowers` (top-most first). Anything unusual,
-    unreadable or hostile answers True: the careful path judges it. The
-    stream is left where it was."""
-    if not lowers:
-        return False
-    start = stream.tell()
-    try:
-        with _mapped(stream) as source, tarfile.open(fileobj=source, mode="r:") as tar:
-            check = _Check(lowers)
-            return not all(check.entry(m) for m in tar)
-    except (tarfile.TarError, OSError, EOFError, ValueError, UnicodeError):
-        return True
-    finally:
-        stream.seek(start)
-
-
-@contextlib.contextmanager
-def _mapped(stream: BinaryIO) -> Iterator[BinaryIO]:
-    """The file mapped into memory when it is one (no syscall per header)."""
-    try:
-        fd = stream.fileno()
-        size = os.fstat(fd).st_size
-    except (AttributeError, OSError, ValueError):
-        fd, size = None, 0
-    if fd is None or not size or stream.tell() != 0:
-        yield stream
-        return
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-        yield mapped  # type: ignore[misc]
+def checker(lowers: list[Path]) -> Callable[[tarfile.TarInfo], bool]:
+    """A function that says, entry by entry in the layer's order, whether the
+    layer can still be applied to an empty dir that is then stacked on
+    `lowers` (top-most first). Anything unusual or hostile gets False: the
+    careful path (an overlay mount) judges it."""
+    return _Check(lowers).entry
 
 
 class _Check:
