@@ -1,8 +1,9 @@
 """Crash consistency of unpacking as images arrive: `dockyard import` and
 `dockyard load` killed with SIGKILL while their layers are being applied
-(one through an overlay mount of its parent), each kill followed by
-`dockyard fsck` and the checks of test_crash_kill; the image is then
-either whole, with its snapshots, or absent."""
+(the second one written straight into its directory, refused at its
+whiteout, then applied through an overlay mount of its parent), each kill
+followed by `dockyard fsck` and the checks of test_crash_kill; the image is
+then either whole, with its snapshots, or absent."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ pytestmark = [needs_root(), pytest.mark.slow]
 SEED = 11
 
 
-def _layer(prefix: str, count: int) -> bytes:
+def _layer(prefix: str, count: int, whiteout: str | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         for d in range(count // 100):
@@ -38,6 +39,8 @@ def _layer(prefix: str, count: int) -> bytes:
                 info = tarfile.TarInfo(f"{prefix}{d}/f{i}")
                 info.size, info.mode = len(data), 0o644
                 tf.addfile(info, io.BytesIO(data))
+        if whiteout:  # last: the layer is written straight, refused there, then applied mounted
+            tf.addfile(tarfile.TarInfo(f".wh.{whiteout}"))
     return buf.getvalue()
 
 
@@ -68,7 +71,7 @@ def _whole_or_absent(root, name: str, diff_ids: list[str]) -> bool:
 def test_killed_imports_and_loads_leave_a_consistent_store(tmp_path):
     rng = random.Random(SEED)
     root = tmp_path / "store"
-    base, top = _layer("a", 1500), _layer("b", 1500)
+    base, top = _layer("a", 1500), _layer("b", 1500, whiteout="a0")
     rootfs = tmp_path / "rootfs.tar"
     rootfs.write_bytes(base)
     archive = tmp_path / "two.tar"
