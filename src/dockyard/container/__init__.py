@@ -10,8 +10,7 @@ processes inside running ones.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dockyard._lazy import lazy_exports
 
 from dockyard.container.errors import (
                                        ContainerConflict,
@@ -50,13 +49,4 @@ _OPS = frozenset({"container_logs", "exec_in", "get", "images_in_use", "inspect"
                   "list_containers", "remove_container", "stop", "wait"})
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _OPS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.ops"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _OPS)
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_OPS, "ops"))

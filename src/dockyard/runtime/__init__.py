@@ -12,8 +12,7 @@ submodules it needs, which keeps its start-up short.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dockyard._lazy import lazy_exports
 
 _EXPORTS = {
     "ContainerStartError": "runc", "Runtime": "runc", "find_runtime": "runc",
@@ -31,14 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
