@@ -264,18 +264,11 @@ def security_options(caps: list[str] | None) -> dict:
             return {}  # no profile on this host: as BuildKit without seccomp support
         return {"seccomp": seccomp_for(profile, DEFAULT_CAPABILITIES)}
     import glob
-    import stat as st_
 
-    devices = []
-    for path in (*_INSECURE_DEVICES, *sorted(glob.glob("/dev/loop[0-9]*"))):
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        if st_.S_ISCHR(st.st_mode) or st_.S_ISBLK(st.st_mode):
-            devices.append({"path": path, "type": "c" if st_.S_ISCHR(st.st_mode) else "b",
-                            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
-                            "fileMode": st_.S_IMODE(st.st_mode), "uid": 0, "gid": 0})
+    from ..container.security import device_entry
+
+    paths = (*_INSECURE_DEVICES, *sorted(glob.glob("/dev/loop[0-9]*")))
+    devices = [e for e in (device_entry(p, p, owner=(0, 0)) for p in paths) if e is not None]
     return {"privileged": True, "devices": devices}
 
 

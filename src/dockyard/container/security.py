@@ -48,7 +48,7 @@ from dockyard.runtime.spec import (
 )
 
 __all__ = ["DEFAULT_SECCOMP_PATHS", "USERNS_OWNERS", "USERNS_SIZE", "IdMapper", "allocate_userns",
-           "capabilities", "host_devices", "idmapped_layers", "load_seccomp", "seccomp_for",
+           "capabilities", "device_entry", "host_devices", "idmapped_layers", "load_seccomp", "seccomp_for",
            "subordinate_ranges"]
 
 DEFAULT_SECCOMP_PATHS = ("/usr/share/containers/seccomp.json", "/etc/containers/seccomp.json")
@@ -189,17 +189,25 @@ def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
             if rel == "." and name in _SKIP_DEV:
                 continue
             path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-                continue
-            out.append({"path": "/dev/" + str(Path(path).relative_to(root)),
-                        "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
-                        "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
-                        "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+            entry = device_entry(path, "/dev/" + str(Path(path).relative_to(root)))
+            if entry is not None:
+                out.append(entry)
     return out
+
+
+def device_entry(path: str, target: str, *, owner: tuple[int, int] | None = None) -> dict[str, Any] | None:
+    """The OCI device entry that recreates host device `path` at `target`
+    (None when it is missing or not a device); `owner` overrides its uid/gid."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        return None
+    uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
+    return {"path": target, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+            "fileMode": stat.S_IMODE(st.st_mode), "uid": uid, "gid": gid}
 
 
 # -- user namespaces (--userns=auto) ---------------------------------------------
